@@ -1,0 +1,1 @@
+"""Hydra configs of lightning-spiral, installed as the package ``lightning_spiral.conf``."""

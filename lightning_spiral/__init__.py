@@ -1,0 +1,35 @@
+"""lightning-spiral: spiral compression (structured pruning + knowledge distillation) for PyTorch Lightning.
+
+Public API:
+    - :class:`SpiralModule` — frozen teacher + trainable student LightningModule.
+    - :class:`PruningCallback` — structured channel pruning in ``setup`` (channels physically removed).
+    - :class:`KDLoss`, :class:`LogitMSELoss`, :class:`DistillationLoss` — distillation losses.
+    - :class:`Spiral` — the multi-stage driver; :func:`build_spiral` builds it from a Hydra config.
+    - :func:`prune`, :func:`build_model`, :func:`save_model`, :func:`load_model`.
+"""
+
+from lightning_spiral.distill import DistillationLoss, KDLoss, LogitMSELoss
+from lightning_spiral.errors import SpiralConfigError, SpiralError
+from lightning_spiral.io import load_model, save_model
+from lightning_spiral.models import build_model
+from lightning_spiral.module import SpiralModule
+from lightning_spiral.pruning import PruningCallback, prune
+from lightning_spiral.spiral import Spiral, build_spiral
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DistillationLoss",
+    "KDLoss",
+    "LogitMSELoss",
+    "PruningCallback",
+    "Spiral",
+    "SpiralConfigError",
+    "SpiralError",
+    "SpiralModule",
+    "build_model",
+    "build_spiral",
+    "load_model",
+    "prune",
+    "save_model",
+]

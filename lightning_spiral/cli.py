@@ -1,0 +1,29 @@
+"""The ``lightning-spiral`` command: compose ``conf/config.yaml`` with Hydra and run the spiral.
+
+All logic lives in :func:`lightning_spiral.spiral.build_spiral` and :class:`Spiral`; this file only
+connects Hydra's composed config and run directory to them.
+
+Example (shell):
+    lightning-spiral                                  # digits, small CNN, default spiral
+    lightning-spiral pruning.amount=0.3 spiral.teacher=previous
+    lightning-spiral -m spiral.teacher=previous,original
+    lightning-spiral experiment=cifar10_resnet56
+"""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from lightning_spiral.spiral import build_spiral
+
+
+@hydra.main(version_base="1.3", config_path="pkg://lightning_spiral.conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Run one spiral compression job in Hydra's run (or sweep) directory."""
+    build_spiral(cfg, output_dir=HydraConfig.get().runtime.output_dir).run()
+
+
+if __name__ == "__main__":
+    main()

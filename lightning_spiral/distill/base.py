@@ -1,0 +1,57 @@
+"""The common shape of every logit distillation loss: ``loss(student_logits, teacher_logits, target)``.
+
+Losses are computed in float32 even under ``torch.autocast`` (bf16/fp16 mixed precision): a softmax
+at temperature T over half-precision logits loses the small probabilities that carry the "dark
+knowledge", and a KL divergence in bf16 is visibly biased.
+
+Example:
+    >>> import torch
+    >>> from lightning_spiral.distill import KDLoss
+    >>> loss = KDLoss(temperature=4.0, alpha=0.9)
+    >>> value = loss(torch.randn(8, 10), torch.randn(8, 10), torch.randint(0, 10, (8,)))
+    >>> value.dtype
+    torch.float32
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from lightning_spiral.errors import SpiralConfigError
+
+
+def check_alpha(alpha: float) -> float:
+    """Validate a mixing weight between the hard-label and the distillation term."""
+    if not 0.0 <= alpha <= 1.0:
+        raise SpiralConfigError(
+            f"`alpha` must be in [0, 1] (0 = labels only, 1 = teacher only), got {alpha!r}."
+        )
+    return float(alpha)
+
+
+def check_temperature(temperature: float) -> float:
+    """Validate a softmax temperature."""
+    if not temperature > 0:
+        raise SpiralConfigError(f"`temperature` must be > 0 (typical values 1-8), got {temperature!r}.")
+    return float(temperature)
+
+
+class DistillationLoss(nn.Module):
+    """Base class: checks shapes, casts to float32 outside autocast, then calls :meth:`compute`.
+
+    Subclasses implement ``compute(student_logits, teacher_logits, target)`` on float32 tensors of
+    shape ``(N, C)`` (logits) and ``(N,)`` (class indices) and return a scalar.
+    """
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if student_logits.shape != teacher_logits.shape:
+            raise SpiralConfigError(
+                f"Student and teacher logits must have the same shape, got student {tuple(student_logits.shape)} "
+                f"and teacher {tuple(teacher_logits.shape)}. Do both networks have the same `num_classes`?"
+            )
+        with torch.autocast(device_type=student_logits.device.type, enabled=False):
+            return self.compute(student_logits.float(), teacher_logits.float(), target)
+
+    def compute(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement `compute(student_logits, teacher_logits, target)`.")

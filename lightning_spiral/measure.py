@@ -1,0 +1,264 @@
+"""Measurement of a model: parameters, MACs, sparsity, CPU latency and file size — the one place.
+
+Every figure the spiral reports comes from here, so teacher and students are measured the same way:
+
+- MACs are counted by Torch-Pruning's ``count_ops_and_params`` for **one sample** (it divides by the
+  batch size) and include the cheap layers it knows (bias adds, BatchNorm, ReLU, pooling).
+- Latency is the median wall-clock time of ``model(x)`` on the CPU after a warm-up, in eval mode,
+  under ``torch.inference_mode()`` and a fixed thread count. Medians resist the outliers a shared
+  machine produces; ratios between models are steadier than absolute times.
+
+Every helper leaves the model as it found it: each module's train/eval flag, the global thread
+count and the model's device are restored or left untouched.
+
+Example:
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> count_params(net)
+    58
+    >>> m = measure_model(net, (4,), repeats=2, warmup=0, threads=1)
+    >>> m.params, m.sparsity
+    (58, 0.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import os
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from lightning_spiral.errors import SpiralConfigError
+
+# Layers whose weights structured and unstructured pruning act on.
+_WEIGHTED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMeasurement:
+    """The figures of one model, as reported for every spiral stage.
+
+    Args:
+        params: number of parameters (all of them, trainable or not).
+        macs: multiply-accumulates of one forward pass of one sample.
+        latency_ms_b1: median CPU latency of a batch of 1, in milliseconds.
+        latency_ms_b64: median CPU latency of a batch of 64, in milliseconds.
+        sparsity: fraction of exactly-zero Conv/Linear weights (0.0 for a dense model).
+    """
+
+    params: int
+    macs: int
+    latency_ms_b1: float
+    latency_ms_b64: float
+    sparsity: float
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters of ``model``, trainable or frozen.
+
+    Example:
+        >>> count_params(nn.Linear(3, 2))
+        8
+    """
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, example_inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass, per sample, counted by Torch-Pruning.
+
+    The count covers weights and biases (a bias adds one MAC per output element) and the
+    BatchNorm, activation and pooling layers Torch-Pruning knows. ``example_inputs`` must live on
+    the model's device; its batch size does not change the result. The model is not modified:
+    its modes are restored and no hooks are left behind.
+
+    Args:
+        model: the model to count.
+        example_inputs: one input batch, e.g. ``torch.randn(1, 3, 32, 32)``.
+
+    Returns:
+        The MACs of one sample, as an integer.
+
+    Example:
+        >>> count_macs(nn.Linear(10, 5), torch.randn(1, 10))  # 10 * 5 weights + 5 bias adds
+        55
+    """
+    # count_ops_and_params (1.6.1) counts on a deep copy in eval mode; switching the original to
+    # eval as well keeps BatchNorm statistics safe should a later version count in place.
+    with _eval_mode(model), torch.no_grad():
+        macs, _params = tp.utils.count_ops_and_params(model, example_inputs)
+    return int(macs)
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    batch_size: int,
+    *,
+    repeats: int = 20,
+    warmup: int = 5,
+    threads: int = 2,
+) -> float:
+    """Median CPU wall-clock time of ``model(x)`` for a random ``x`` of ``(batch_size, *input_shape)``.
+
+    Runs ``warmup`` untimed calls, then ``repeats`` timed calls, in eval mode under
+    ``torch.inference_mode()`` with ``torch.set_num_threads(threads)``. The previous thread count
+    and each module's train/eval flag are restored afterwards. A model with tensors on another
+    device is measured through a CPU deep copy, so it stays where it is.
+
+    Args:
+        model: the model to time.
+        input_shape: shape of one sample without the batch dimension, e.g. ``(3, 32, 32)``.
+        batch_size: samples per call, at least 1.
+        repeats: timed calls, at least 1 (use at least 20 for a stable median).
+        warmup: untimed calls before timing, at least 0.
+        threads: intra-op threads used while timing, at least 1.
+
+    Returns:
+        The median latency in milliseconds.
+
+    Example:
+        >>> measure_latency(nn.Linear(4, 2), (4,), batch_size=1, repeats=3, warmup=0) > 0
+        True
+    """
+    input_shape = _check_input_shape(input_shape)
+    _check_int("batch_size", batch_size, minimum=1, hint="Time one call of at least one sample.")
+    _check_int("repeats", repeats, minimum=1, hint="Use at least 20 for a stable median.")
+    _check_int("warmup", warmup, minimum=0, hint="Use 0 to skip the warm-up.")
+    _check_int("threads", threads, minimum=1, hint="Pass the thread count the model will run with.")
+    cpu_model = _on_cpu(model)
+    x = torch.randn(batch_size, *input_shape)  # (B, *input_shape)
+    timings_ms: list[float] = []
+    with _eval_mode(cpu_model), _num_threads(threads), torch.inference_mode():
+        for _ in range(warmup):
+            cpu_model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            cpu_model(x)
+            timings_ms.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(timings_ms)
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of exactly-zero elements among the weights of Conv and Linear layers.
+
+    Biases and other layers are not counted. A model without such layers has sparsity 0.0.
+
+    Example:
+        >>> layer = nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight[0].zero_()
+        >>> sparsity(layer)
+        0.5
+    """
+    zeros = total = 0
+    for module in model.modules():
+        if isinstance(module, _WEIGHTED_LAYERS) and module.weight is not None:
+            weight = module.weight.detach()
+            zeros += int((weight == 0).sum())
+            total += weight.numel()
+    return zeros / total if total else 0.0
+
+
+def measure_model(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    repeats: int = 20,
+    warmup: int = 5,
+    threads: int = 2,
+) -> ModelMeasurement:
+    """All figures of :class:`ModelMeasurement` for ``model``, measured on the CPU.
+
+    Args:
+        model: the model to measure; it is left on its device and in its modes.
+        input_shape: shape of one sample without the batch dimension, e.g. ``(3, 32, 32)``.
+        repeats: timed calls per latency (see :func:`measure_latency`).
+        warmup: untimed calls before each latency.
+        threads: intra-op threads used while timing.
+
+    Example:
+        >>> m = measure_model(nn.Linear(4, 2), (4,), repeats=2, warmup=0, threads=1)
+        >>> m.params, m.macs
+        (10, 10)
+    """
+    input_shape = _check_input_shape(input_shape)
+    cpu_model = _on_cpu(model)  # one copy for all figures when the model lives elsewhere
+
+    def latency(batch_size: int) -> float:
+        return measure_latency(
+            cpu_model, input_shape, batch_size, repeats=repeats, warmup=warmup, threads=threads
+        )
+
+    return ModelMeasurement(
+        params=count_params(cpu_model),
+        macs=count_macs(cpu_model, torch.randn(1, *input_shape)),
+        latency_ms_b1=latency(1),
+        latency_ms_b64=latency(64),
+        sparsity=sparsity(cpu_model),
+    )
+
+
+def file_size(path: str | os.PathLike) -> int:
+    """Size of the file at ``path`` in bytes (``FileNotFoundError`` if it does not exist).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as handle:
+        ...     _ = handle.write(b"abc"); handle.flush()
+        ...     file_size(handle.name)
+        3
+    """
+    return os.stat(path).st_size
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode, then restore every module's own flag (mixed modes survive)."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+@contextlib.contextmanager
+def _num_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)``, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _on_cpu(model: nn.Module) -> nn.Module:
+    """``model`` itself if all its tensors are on the CPU, else a CPU deep copy."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == "cpu" for t in tensors):
+        return model
+    return copy.deepcopy(model).cpu()
+
+
+def _check_int(name: str, value: int, *, minimum: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpiralConfigError(f"`{name}` must be an integer >= {minimum}, got {value!r}. {hint}")
+
+
+def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise SpiralConfigError(
+            f"`input_shape` must be a non-empty sequence of positive integers, got {input_shape!r}. "
+            "Give one sample's shape without the batch dimension, e.g. (3, 32, 32)."
+        )
+    return shape

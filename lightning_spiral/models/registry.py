@@ -1,0 +1,131 @@
+"""The one build function for models: a registry name plus plain-JSON arguments → ``nn.Module``.
+
+Every model built here carries a :class:`~lightning_spiral.models.spec.ModelSpec` recording the
+call, so ``build_model(spec.name, input_shape=spec.input_shape, **spec.kwargs)`` rebuilds the same
+architecture in a fresh process. That is how :mod:`lightning_spiral.io` reloads saved models
+without unpickling code: names are looked up only in this registry (built-ins and
+``torchvision.<name>``), never imported from arbitrary dotted paths.
+
+Example:
+    >>> from lightning_spiral.models.spec import spec_of
+    >>> net = build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))
+    >>> spec = spec_of(net)
+    >>> spec.name, spec.kwargs, spec.input_shape
+    ('resnet20', {'num_classes': 10}, (3, 32, 32))
+    >>> twin = build_model(spec.name, input_shape=spec.input_shape, **spec.kwargs)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch.nn as nn
+
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.models.cifar_mobilenet_v2 import CifarMobileNetV2
+from lightning_spiral.models.cifar_resnet import resnet20, resnet56
+from lightning_spiral.models.cifar_vgg import vgg11_bn, vgg16_bn
+from lightning_spiral.models.small_cnn import SmallCNN
+from lightning_spiral.models.spec import ModelSpec, attach_spec
+from lightning_spiral.models.torchvision_models import TORCHVISION_PREFIX, build_torchvision_model
+
+# Each builder takes ``num_classes`` and ``in_channels`` plus its own keyword arguments.
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "small_cnn": SmallCNN,
+    "resnet20": resnet20,
+    "resnet56": resnet56,
+    "vgg11_bn": vgg11_bn,
+    "vgg16_bn": vgg16_bn,
+    "mobilenet_v2": CifarMobileNetV2,
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+# Smallest input side each built-in accepts: VGG max-pools five times, SmallCNN once.
+_MIN_SIDE: dict[str, int] = {"small_cnn": 2, "vgg11_bn": 32, "vgg16_bn": 32}
+
+# Filled in by the registry, never accepted from the caller.
+_RESERVED = ("num_classes", "in_channels")
+
+
+def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name`` and attach the :class:`ModelSpec` that rebuilds it.
+
+    Args:
+        name: one of :data:`MODEL_NAMES`, or ``"torchvision.<name>"`` for a torchvision
+            classification model (e.g. ``"torchvision.resnet18"``).
+        num_classes: number of output logits, at least 2.
+        input_shape: shape of one sample, ``(C, H, W)``; ``C`` sets the model's input channels.
+        **kwargs: the model's own arguments, plain JSON values only (tuples are stored as lists):
+            ``widths`` for ``small_cnn``, ``width_mult`` for ``mobilenet_v2``, ``weights`` for
+            torchvision models; the CIFAR ResNets and VGGs take none.
+
+    Returns:
+        The model, in training mode, with its spec attached (see :func:`~lightning_spiral.models.spec.spec_of`).
+
+    Raises:
+        SpiralConfigError: unknown name or keyword argument, or an invalid value.
+
+    Example:
+        >>> import torch
+        >>> net = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8), widths=[16, 32])
+        >>> net(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    builder = _builder(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise SpiralConfigError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
+    shape = _checked_input_shape(name, input_shape)
+    kwargs = {key: _plain_json(key, value) for key, value in kwargs.items()}
+    allowed = [p for p in inspect.signature(builder).parameters if p not in _RESERVED]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise SpiralConfigError(
+            f"Unknown keyword arguments {unknown} for model {name!r}; it accepts {allowed} "
+            "(`num_classes` is given directly and the input channels come from `input_shape`)."
+        )
+    model = builder(num_classes=num_classes, in_channels=shape[0], **kwargs)
+    return attach_spec(model, ModelSpec(name=name, kwargs={"num_classes": num_classes, **kwargs}, input_shape=shape))
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    """The registered builder of ``name``; torchvision names get the model name bound."""
+    if isinstance(name, str) and name in _BUILDERS:
+        return _BUILDERS[name]
+    if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
+        return functools.partial(build_torchvision_model, name.removeprefix(TORCHVISION_PREFIX))
+    raise SpiralConfigError(f"`name` must be one of {list(MODEL_NAMES)} or 'torchvision.<name>', got {name!r}.")
+
+
+def _checked_input_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``input_shape`` as a tuple of three positive ints, large enough for model ``name``."""
+    if (
+        isinstance(input_shape, (str, bytes))
+        or not isinstance(input_shape, Sequence)
+        or len(input_shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape)
+    ):
+        raise SpiralConfigError(f"`input_shape` must be three positive ints (C, H, W), got {input_shape!r}.")
+    channels, height, width = input_shape
+    min_side = _MIN_SIDE.get(name, 1)
+    if min(height, width) < min_side:
+        raise SpiralConfigError(
+            f"`input_shape` must have H and W >= {min_side} for model {name!r}, got {tuple(input_shape)}."
+        )
+    return channels, height, width
+
+
+def _plain_json(key: str, value: Any) -> Any:
+    """``value`` with tuples turned into lists; raises unless it is made of plain JSON values."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(key, item) for item in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain_json(key, v) for k, v in value.items()}
+    raise SpiralConfigError(
+        f"`{key}` must be a plain JSON value (None, bool, int, float, str, list, dict with str keys) "
+        f"so the model can be rebuilt from its spec, got {type(value).__name__}: {value!r}."
+    )

@@ -1,0 +1,159 @@
+"""``SpiralModule``: a frozen teacher and a trainable student in one LightningModule.
+
+One shared step serves train, validation and test. Training uses the distillation loss when a
+teacher and a loss are given, plain cross-entropy otherwise (that is how stage 0 trains the teacher).
+Validation and test always log the student's cross-entropy and top-1 (and top-5 when there are more
+than 5 classes) through torchmetrics, as ``val/top1``, ``test/top1``, ... The module knows nothing
+about pruning: :class:`~lightning_spiral.PruningCallback` changes ``self.student`` before the
+optimizer is built.
+
+Example:
+    >>> import functools, torch
+    >>> from lightning_spiral import SpiralModule, KDLoss
+    >>> from lightning_spiral.models import build_model
+    >>> teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    >>> student = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    >>> module = SpiralModule(student, teacher, loss=KDLoss(temperature=4.0, alpha=0.9), num_classes=10,
+    ...                       optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+    >>> any(p.requires_grad for p in module.teacher.parameters())
+    False
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import lightning.pytorch as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_spiral.distill import DistillationLoss
+from lightning_spiral.errors import SpiralConfigError, StageFailedError
+
+Split = Literal["train", "val", "test"]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+#: Scheduler arguments that mean "length of the run"; filled with the stage's ``max_epochs`` if unset.
+_HORIZON_ARGUMENTS = ("T_max", "total_iters")
+
+
+def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum 0.9, lr 0.05, weight decay 5e-4 (the CIFAR recipe of FACTS.md)."""
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+class SpiralModule(L.LightningModule):
+    """Teacher (frozen: eval mode, no gradients, not in the optimizer) + student.
+
+    Args:
+        student: the network being trained (and pruned by :class:`~lightning_spiral.PruningCallback`).
+        teacher: a trained network whose outputs the student learns from; ``None`` trains the
+            student on labels alone.
+        loss: a :class:`~lightning_spiral.distill.DistillationLoss`; ignored without a teacher.
+        num_classes: number of classes (sets up top-1, and top-5 when ``num_classes > 5``).
+        optimizer: a partial that takes the student's parameters (``hydra`` ``_partial_: true``);
+            ``None`` uses :func:`default_optimizer`.
+        scheduler: a partial that takes the optimizer; if it has a ``T_max`` / ``total_iters``
+            argument left unset, the stage's ``max_epochs`` fills it. Stepped once per epoch.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None = None,
+        loss: DistillationLoss | None = None,
+        num_classes: int = 10,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        if teacher is not None and loss is None:
+            raise SpiralConfigError("`loss` is None but a `teacher` was given; pass a DistillationLoss such as KDLoss().")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise SpiralConfigError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+        self.student = student
+        self.teacher = teacher
+        self.loss = loss
+        self.num_classes = num_classes
+        self.optimizer_factory = optimizer or default_optimizer
+        self.scheduler_factory = scheduler
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+        self.train_metrics = self._metrics("train")
+        self.val_metrics = self._metrics("val")
+        self.test_metrics = self._metrics("test")
+
+    def _metrics(self, split: Split) -> MetricCollection:
+        metrics: dict[str, MulticlassAccuracy] = {"top1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro")}
+        if self.num_classes > 5:
+            metrics["top5"] = MulticlassAccuracy(self.num_classes, top_k=5, average="micro")
+        return MetricCollection(metrics, prefix=f"{split}/")
+
+    def train(self, mode: bool = True) -> "SpiralModule":
+        """Switch the student's mode; the teacher always stays in eval mode (frozen BatchNorm, no dropout)."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+    def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: Split) -> torch.Tensor:
+        x, target = batch
+        logits = self.student(x)  # (N, C)
+        if split == "train" and self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)  # (N, C)
+            loss = self.loss(logits, teacher_logits, target)
+        else:
+            loss = F.cross_entropy(logits.float(), target)
+        if not torch.isfinite(loss):
+            raise StageFailedError(
+                f"The {split} loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}. "
+                "Hint: lower the learning rate or the distillation temperature."
+            )
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(logits.detach(), target)
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=not on_step)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split != "train", batch_size=len(x))
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.student.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        scheduler = with_horizon(self.scheduler_factory, epochs)(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def with_horizon(factory: SchedulerFactory, epochs: int) -> SchedulerFactory:
+    """Bind ``T_max`` / ``total_iters`` of a scheduler partial to ``epochs`` when the partial left it unset."""
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    bound = factory.keywords if isinstance(factory, functools.partial) else {}
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return factory
+    for name in _HORIZON_ARGUMENTS:
+        if name in parameters and name not in bound:
+            return functools.partial(factory, **{name: epochs})
+    return factory

@@ -1,0 +1,7 @@
+"""Structured pruning: importance criteria, the torch-pruning based core, and the Lightning callback."""
+
+from lightning_spiral.pruning.callback import PruningCallback
+from lightning_spiral.pruning.importance import IMPORTANCE_NAMES, ImportanceName, make_importance
+from lightning_spiral.pruning.structured import prune
+
+__all__ = ["IMPORTANCE_NAMES", "ImportanceName", "PruningCallback", "make_importance", "prune"]

@@ -1,0 +1,173 @@
+"""``PruningCallback``: *when* to prune in the Lightning lifecycle (the math lives in ``structured``).
+
+Structured pruning replaces parameter objects, so it must happen before the optimizer is built and
+before the strategy wraps the model (DDP, FSDP). ``Callback.setup("fit")`` is that moment: Lightning
+calls it after ``LightningDataModule.setup`` and before ``configure_optimizers`` and
+``Strategy.setup``. Every rank prunes the same way; a mismatch between ranks is an error.
+
+Example:
+    >>> import lightning.pytorch as L
+    >>> from lightning_spiral import PruningCallback
+    >>> callback = PruningCallback(amount=0.3, importance="l1")
+    >>> trainer = L.Trainer(max_epochs=1, callbacks=[callback], logger=False)  # doctest: +SKIP
+    >>> trainer.fit(my_module, datamodule)  # prunes `my_module.student` (or the module) first  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+import torch.nn as nn
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_spiral.errors import PruningError, SpiralConfigError
+from lightning_spiral.measure import count_macs, count_params
+from lightning_spiral.pruning.importance import ImportanceName, check_importance_name
+from lightning_spiral.pruning.structured import check_amount, check_round_to, prune
+
+
+class PruningCallback(L.Callback):
+    """Prune a LightningModule's network structurally at the start of ``fit``.
+
+    Args:
+        amount: channel fraction in (0, 1) removed in this fit (one spiral stage).
+        importance: channel criterion: ``"l1"``, ``"l2"`` or ``"random"``.
+        ignored_layers: module paths (relative to the pruned network) whose output channels are
+            kept; ``None`` keeps the final classifier.
+        global_pruning: rank channels across layers instead of per layer.
+        round_to: keep channel counts multiples of this number.
+        attr: attribute of the LightningModule holding the network to prune; ``None`` means
+            ``"student"`` when the module has one (as :class:`~lightning_spiral.SpiralModule` does),
+            else the LightningModule itself.
+        example_input_shape: shape of one input sample used to trace the graph, e.g. ``(3, 32, 32)``;
+            ``None`` uses the module's ``example_input_array`` or one batch of the training data.
+        verbose: 0 silent, 1 one line per pruning, 2 also the layer widths.
+
+    The callback prunes once per instance (``state_dict()["pruned"]``); build a new one per stage.
+    """
+
+    def __init__(
+        self,
+        amount: float,
+        importance: ImportanceName = "l1",
+        ignored_layers: Sequence[str] | None = None,
+        global_pruning: bool = False,
+        round_to: int | None = None,
+        attr: str | None = None,
+        example_input_shape: Sequence[int] | None = None,
+        verbose: int = 1,
+    ) -> None:
+        super().__init__()
+        self.amount = check_amount(amount)
+        self.importance = check_importance_name(importance)
+        self.ignored_layers = None if ignored_layers is None else list(ignored_layers)
+        self.global_pruning = bool(global_pruning)
+        self.round_to = check_round_to(round_to)
+        self.attr = attr
+        if example_input_shape is not None and (
+            len(example_input_shape) == 0 or any(int(d) < 1 for d in example_input_shape)
+        ):
+            raise SpiralConfigError(
+                f"`example_input_shape` must be the shape of one sample with positive sizes, e.g. (3, 32, 32), "
+                f"got {example_input_shape!r}."
+            )
+        self.example_input_shape = None if example_input_shape is None else tuple(int(d) for d in example_input_shape)
+        if verbose not in (0, 1, 2):
+            raise SpiralConfigError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
+        self.verbose = verbose
+        self.pruned = False
+        self.summary: dict[str, int] = {}
+
+    # ----------------------------------------------------------------------------- Lightning hooks
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or self.pruned:
+            return
+        network = self.network_of(pl_module)
+        example_inputs = self.example_inputs(trainer, pl_module, network)
+        before = (count_params(network), count_macs(network, example_inputs))
+        self.prune_network(network, example_inputs)
+        after = (count_params(network), count_macs(network, example_inputs))
+        self.pruned = True
+        self.summary = {"params_before": before[0], "macs_before": before[1], "params_after": after[0], "macs_after": after[1]}
+        check_same_architecture_on_all_ranks(trainer, network)
+        if self.verbose:
+            rank_zero_info(
+                f"[PruningCallback] removed {self.amount:.0%} of channels ({self.importance}): "
+                f"params {before[0]:,} -> {after[0]:,}, MACs {before[1]:,} -> {after[1]:,}"
+            )
+        if self.verbose == 2:
+            rank_zero_info(architecture_summary(network))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruned": self.pruned, "amount": self.amount, "importance": self.importance, "summary": dict(self.summary)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pruned = bool(state_dict["pruned"])
+        self.summary = dict(state_dict.get("summary", {}))
+
+    # ------------------------------------------------------------------------ override points
+    def prune_network(self, network: nn.Module, example_inputs: torch.Tensor) -> None:
+        """Apply the structural pruning; override to plug in another pruner."""
+        prune(
+            network,
+            example_inputs,
+            amount=self.amount,
+            importance=self.importance,
+            global_pruning=self.global_pruning,
+            ignored_layers=self.ignored_layers,
+            round_to=self.round_to,
+        )
+
+    def network_of(self, pl_module: L.LightningModule) -> nn.Module:
+        """The network to prune: ``pl_module.<attr>``, its ``student``, or the module itself."""
+        attr = self.attr if self.attr is not None else ("student" if hasattr(pl_module, "student") else None)
+        if attr is None:
+            return pl_module
+        network = getattr(pl_module, attr, None)
+        if not isinstance(network, nn.Module):
+            raise SpiralConfigError(
+                f"`attr` is {attr!r}, but {type(pl_module).__name__}.{attr} is not an nn.Module "
+                f"(got {type(network).__name__}). Pass the attribute that holds the network to prune."
+            )
+        return network
+
+    def example_inputs(self, trainer: L.Trainer, pl_module: L.LightningModule, network: nn.Module) -> torch.Tensor:
+        """One input sample (batch of 1) on the network's device, used to trace the graph."""
+        device = next(network.parameters()).device
+        if self.example_input_shape is not None:
+            return torch.randn(1, *self.example_input_shape, device=device)
+        if pl_module.example_input_array is not None and isinstance(pl_module.example_input_array, torch.Tensor):
+            return pl_module.example_input_array[:1].to(device)
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            raise SpiralConfigError(
+                "`example_input_shape` is None and the module has no `example_input_array`; cannot trace the "
+                "network without an input. Pass `example_input_shape=(C, H, W)` or fit with a datamodule."
+            )
+        batch = next(iter(datamodule.train_dataloader()))
+        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return inputs[:1].to(device)
+
+
+def architecture_summary(network: nn.Module) -> str:
+    """One line per parameter: ``name: shape``; used for logging and the rank check."""
+    return "\n".join(f"{name}: {tuple(p.shape)}" for name, p in network.named_parameters())
+
+
+def check_same_architecture_on_all_ranks(trainer: L.Trainer, network: nn.Module) -> None:
+    """Raise :class:`PruningError` if another rank pruned to different shapes than rank 0."""
+    if trainer.world_size == 1:
+        return
+    local = hashlib.sha256(architecture_summary(network).encode()).hexdigest()
+    reference = trainer.strategy.broadcast(local, src=0)
+    mismatch = trainer.strategy.reduce_boolean_decision(local != reference, all=False)
+    if mismatch:
+        raise PruningError(
+            f"Ranks pruned {type(network).__name__} to different architectures (rank {trainer.global_rank} "
+            f"fingerprint {local[:12]} vs rank 0 {reference[:12]}). Seed every rank identically "
+            "(`seed_everything`) and use a deterministic importance criterion."
+        )

@@ -1,0 +1,139 @@
+"""Structured channel pruning through torch-pruning's dependency graph — no Lightning needed.
+
+Channels are physically removed: every layer coupled to a pruned channel (the next convolution's
+input, BatchNorm, residual additions, concatenations) is cut consistently, so the result is a
+smaller dense network that is faster without sparse kernels. This is the pruning *core*: the
+:class:`~lightning_spiral.pruning.PruningCallback` only decides *when* to call it.
+
+The steps applied are appended to the model's :class:`~lightning_spiral.models.spec.ModelSpec`
+pruning history, so :func:`lightning_spiral.load_model` can rebuild the pruned shapes safely.
+
+Example:
+    >>> import torch
+    >>> from lightning_spiral.models import build_model
+    >>> net = build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))
+    >>> _ = prune(net, torch.randn(1, 3, 32, 32), amount=0.5)
+    >>> net.stem[0].out_channels
+    8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from lightning_spiral.errors import PruningError, SpiralConfigError
+from lightning_spiral.models.spec import PruningStep, spec_of
+from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance
+
+
+def check_amount(amount: float) -> float:
+    """Validate a per-stage channel fraction."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0.0 < amount < 1.0:
+        raise SpiralConfigError(
+            f"`amount` must be a channel fraction in the open interval (0, 1), got {amount!r}. "
+            "Hint: 0.3 removes 30% of the channels of every prunable layer (about 50% of the MACs)."
+        )
+    return float(amount)
+
+
+def check_round_to(round_to: int | None) -> int | None:
+    """Validate the channel-count multiple (``None`` keeps exact counts)."""
+    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
+        raise SpiralConfigError(f"`round_to` must be None or an integer >= 1 (e.g. 8), got {round_to!r}.")
+    return round_to
+
+
+def default_ignored_layers(model: nn.Module) -> list[nn.Module]:
+    """The final classifier: the last ``nn.Linear`` registered in the model, else the last conv."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if linears:
+        return [linears[-1]]
+    convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    return [convs[-1]] if convs else []
+
+
+def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module]) -> list[nn.Module]:
+    """Turn module paths (``"fc"``, ``"features.10"``) or modules into modules of ``model``."""
+    named = dict(model.named_modules())
+    resolved = []
+    for layer in layers:
+        if isinstance(layer, nn.Module):
+            resolved.append(layer)
+        elif layer in named:
+            resolved.append(named[layer])
+        else:
+            leaf_names = [name for name, m in named.items() if name and not list(m.children())]
+            raise SpiralConfigError(
+                f"`ignored_layers` names {layer!r}, which is not a module of {type(model).__name__}. "
+                f"Allowed: module paths such as {leaf_names[:5]} (and {max(len(leaf_names) - 5, 0)} more)."
+            )
+    return resolved
+
+
+def prune(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    *,
+    amount: float,
+    importance: ImportanceName = "l1",
+    global_pruning: bool = False,
+    ignored_layers: Sequence[str | nn.Module] | None = None,
+    round_to: int | None = None,
+) -> nn.Module:
+    """Remove ``amount`` of the channels of ``model`` in place and return it.
+
+    Args:
+        model: the network to prune (any module torch-pruning can trace).
+        example_inputs: a batch on the model's device used to trace the graph, e.g. shape ``(1, C, H, W)``.
+        amount: channel fraction to remove from each prunable layer (or overall when ``global_pruning``).
+        importance: criterion ranking the channels: ``"l1"``, ``"l2"`` or ``"random"``.
+        global_pruning: rank channels across layers instead of removing ``amount`` from every layer.
+        ignored_layers: modules or module paths whose *output* channels are kept; ``None`` keeps the
+            final classifier (the last ``nn.Linear``) so the number of classes is unchanged.
+        round_to: keep channel counts multiples of this number (e.g. 8 for tensor cores).
+
+    Returns:
+        The same ``model`` object, with smaller layers.
+    """
+    amount = check_amount(amount)
+    check_importance_name(importance)
+    round_to = check_round_to(round_to)
+    ignored = default_ignored_layers(model) if ignored_layers is None else resolve_layers(model, ignored_layers)
+    was_training = model.training
+    model.eval()  # tracing runs a forward pass: in train mode it would corrupt BatchNorm statistics
+    try:
+        pruner = tp.pruner.MetaPruner(
+            model,
+            example_inputs,
+            importance=make_importance(importance),
+            pruning_ratio=amount,
+            global_pruning=global_pruning,
+            ignored_layers=ignored,
+            round_to=round_to,
+        )
+        pruner.step()
+    except (RuntimeError, KeyError, AttributeError, IndexError) as err:
+        raise PruningError(
+            f"torch-pruning could not prune {type(model).__name__} structurally: {type(err).__name__}: {err}. "
+            "Hint: add the layer that fails to `ignored_layers`."
+        ) from err
+    finally:
+        model.train(was_training)
+    _record_history(model, pruner.pruning_history())
+    return model
+
+
+def _record_history(model: nn.Module, history: list) -> None:
+    """Append torch-pruning's steps, as plain values, to the model's spec (if it has one)."""
+    spec = spec_of(model)
+    if spec is None:
+        return
+    steps: list[PruningStep] = [
+        [str(name), bool(is_out), [int(i) for i in torch.as_tensor(idxs).flatten().tolist()]]
+        for name, is_out, idxs in history
+    ]
+    spec.pruning_history.extend(steps)

@@ -1,0 +1,39 @@
+"""Build a :class:`Spiral` from a composed Hydra config: every object comes from a ``_target_``.
+
+The config has the nodes ``data``, ``model``, ``distill``, ``pruning`` (a partial), ``trainer`` (a
+partial) and ``spiral`` (the driver's own settings, including the optimizer and scheduler
+partials), plus ``seed``. The model node receives ``num_classes`` and ``input_shape`` from the
+instantiated datamodule, so model configs never repeat data facts.
+
+Example:
+    >>> from hydra import compose, initialize_config_module
+    >>> with initialize_config_module(config_module="lightning_spiral.conf", version_base="1.3"):
+    ...     cfg = compose(config_name="config", overrides=["spiral.max_stages=2"])
+    >>> spiral = build_spiral(cfg, output_dir="runs/example")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from lightning_spiral.spiral.driver import Spiral
+
+
+def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike) -> Spiral:
+    """Instantiate data, model, loss, pruning and trainer partials and hand them to :class:`Spiral`."""
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape))
+    return instantiate(
+        cfg.spiral,
+        model=model,
+        datamodule=datamodule,
+        trainer=instantiate(cfg.trainer),
+        pruning=instantiate(cfg.pruning),
+        loss=instantiate(cfg.distill),
+        output_dir=str(output_dir),
+        seed=cfg.seed,
+        _convert_="all",
+    )

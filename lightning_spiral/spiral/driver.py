@@ -1,0 +1,289 @@
+"""The spiral driver: rounds of prune -> distill -> measure -> promote, as fresh Lightning Trainers.
+
+Stage 0 trains the teacher (or loads it). Each later stage deep-copies the last kept student,
+fits a new :class:`~lightning_spiral.SpiralModule` with a new ``Trainer`` (so optimizer, scheduler
+and strategy wrappers never outlive a structural change) whose :class:`PruningCallback` prunes the
+student in ``setup``; then the stage is measured, saved and judged on the *validation* split:
+
+- validation top-1 more than ``max_accuracy_drop`` below the teacher's -> the stage is rolled back
+  (reported with ``kept: false``) and the spiral stops at the last good stage;
+- MACs at or below ``target_macs_ratio`` of the teacher's -> done;
+- otherwise the student is promoted: it becomes the next stage's starting point and, with
+  ``teacher="previous"``, also its teacher (``"original"`` keeps distilling from the first teacher,
+  which measured ~1 point better on CIFAR-10, see FACTS.md).
+
+Test top-1 is measured for the report only; it never drives a decision.
+
+Example:
+    >>> import functools, lightning.pytorch as L
+    >>> from lightning_spiral import KDLoss, PruningCallback, Spiral
+    >>> from lightning_spiral.data import DigitsDataModule
+    >>> from lightning_spiral.models import build_model
+    >>> data = DigitsDataModule()
+    >>> spiral = Spiral(
+    ...     model=build_model("small_cnn", num_classes=10, input_shape=data.input_shape),
+    ...     datamodule=data,
+    ...     trainer=functools.partial(L.Trainer, accelerator="cpu", enable_progress_bar=False),
+    ...     pruning=functools.partial(PruningCallback, amount=0.3),
+    ...     loss=KDLoss(temperature=4.0, alpha=0.9),
+    ...     output_dir="runs/digits", target_macs_ratio=0.5, teacher_epochs=10, stage_epochs=3)
+    >>> report = spiral.run()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as L
+import torch.nn as nn
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lightning_spiral.distill import DistillationLoss
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.io import load_model, save_model
+from lightning_spiral.measure import file_size, measure_model
+from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
+from lightning_spiral.pruning import PruningCallback
+from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, write_report
+from lightning_spiral.spiral.validation import check_fraction, check_positive_int, check_stage_epochs
+
+TeacherMode = Literal["previous", "original"]
+TEACHER_MODES: tuple[str, ...] = ("previous", "original")
+MODEL_FILE = "model.pt"
+
+
+class Spiral:
+    """Run spiral compression: train or load a teacher, then prune + distill stage by stage.
+
+    Args:
+        model: the network to compress, built by :func:`lightning_spiral.models.build_model`
+            (untrained when ``teacher_checkpoint`` is None: stage 0 trains it).
+        datamodule: a LightningDataModule with ``num_classes`` and ``input_shape`` attributes and a
+            validation split carved from the training data.
+        trainer: a partial of ``lightning.pytorch.Trainer``; every stage calls it with ``max_epochs``,
+            ``callbacks`` and (unless bound) ``logger`` and ``default_root_dir``.
+        pruning: a partial of :class:`PruningCallback` (``amount`` etc. bound); one per stage.
+        loss: the distillation loss used in every pruning stage.
+        optimizer: optimizer partial for :class:`SpiralModule` (``None``: SGD, lr 0.05).
+        scheduler: scheduler partial for :class:`SpiralModule` (``None``: constant lr).
+        teacher: ``"original"`` distills every stage from the stage-0 teacher; ``"previous"`` from
+            the last kept student.
+        target_macs_ratio: stop once the student's MACs are at most this fraction of the teacher's.
+        max_stages: the most pruning stages to run.
+        max_accuracy_drop: largest allowed fall of validation top-1 below the teacher's, as a
+            fraction (0.02 = 2 points); a stage that falls further is rolled back and the spiral stops.
+        teacher_epochs: epochs to train the teacher in stage 0 (unused with ``teacher_checkpoint``).
+        stage_epochs: epochs per pruning stage: one number, or one per stage.
+        teacher_checkpoint: a model file written by :func:`lightning_spiral.save_model` to use as
+            the trained teacher instead of training one.
+        output_dir: the run directory; it must not already hold a spiral run unless ``overwrite``.
+        overwrite: allow writing into a directory that already holds a run.
+        seed: base seed; stage k runs with ``seed + k``.
+        latency_repeats: timed runs per latency measurement (median reported, >= 20 recommended).
+        threads: CPU threads used for latency measurement.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        datamodule: L.LightningDataModule,
+        trainer: Callable[..., L.Trainer],
+        pruning: Callable[[], PruningCallback],
+        loss: DistillationLoss,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        teacher: TeacherMode = "original",
+        target_macs_ratio: float = 0.5,
+        max_stages: int = 3,
+        max_accuracy_drop: float = 0.02,
+        teacher_epochs: int = 10,
+        stage_epochs: int | Sequence[int] = 3,
+        teacher_checkpoint: str | None = None,
+        output_dir: str = "spiral_run",
+        overwrite: bool = False,
+        seed: int = 0,
+        latency_repeats: int = 20,
+        threads: int = 2,
+    ) -> None:
+        if teacher not in TEACHER_MODES:
+            raise SpiralConfigError(f"`teacher` must be one of {list(TEACHER_MODES)}, got {teacher!r}.")
+        for name in ("num_classes", "input_shape"):
+            if not hasattr(datamodule, name):
+                raise SpiralConfigError(
+                    f"`datamodule` ({type(datamodule).__name__}) has no `{name}` attribute; the spiral needs "
+                    "`num_classes` and `input_shape` to build and measure models."
+                )
+        self.model = model
+        self.datamodule = datamodule
+        self.trainer_factory = trainer
+        self.pruning_factory = pruning
+        self.probe_callback = pruning()  # validates the pruning arguments now, before any training
+        self.loss = loss
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.teacher_mode = teacher
+        self.target_macs_ratio = check_fraction("target_macs_ratio", target_macs_ratio, open_low=True)
+        self.max_stages = check_positive_int("max_stages", max_stages)
+        self.max_accuracy_drop = check_fraction("max_accuracy_drop", max_accuracy_drop)
+        self.teacher_epochs = check_positive_int("teacher_epochs", teacher_epochs)
+        self.stage_epochs = check_stage_epochs(stage_epochs, self.max_stages)
+        self.teacher_checkpoint = None if teacher_checkpoint is None else Path(teacher_checkpoint)
+        if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
+            raise SpiralConfigError(f"`teacher_checkpoint` {str(self.teacher_checkpoint)!r} does not exist.")
+        self.output_dir = Path(output_dir)
+        if (self.output_dir / "report.json").exists() and not overwrite:
+            raise SpiralConfigError(
+                f"`output_dir` {str(self.output_dir)!r} already holds a spiral run (report.json); "
+                "choose a new directory or pass `overwrite=True`."
+            )
+        self.seed = int(seed)
+        self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
+        self.threads = check_positive_int("threads", threads)
+
+    # ---------------------------------------------------------------------------------- the loop
+    def run(self) -> SpiralReport:
+        """Run every stage; return the report (also written to ``output_dir``)."""
+        teacher, teacher_result = self.run_teacher_stage()
+        report = SpiralReport(teacher=teacher_result, stages=[], settings=self.settings(), machine=machine_info(self.threads))
+        self.write(report)
+        original_teacher, current = teacher, teacher
+        for stage in range(1, self.max_stages + 1):
+            stage_teacher = original_teacher if self.teacher_mode == "original" else current
+            student, result = self.run_pruning_stage(stage, stage_teacher, current, teacher_result)
+            report.stages.append(result)
+            self.write(report)
+            if not result.kept:
+                break
+            current = student
+            if result.macs <= self.target_macs_ratio * teacher_result.macs:
+                break
+        if self.is_global_zero:
+            print_report(report)
+        return report
+
+    def run_teacher_stage(self) -> tuple[nn.Module, StageResult]:
+        """Stage 0: train the teacher on labels (or load it), then measure and save it."""
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        start = time.perf_counter()
+        if self.teacher_checkpoint is not None:
+            teacher = load_model(self.teacher_checkpoint)
+            trainer = self.make_trainer(0, epochs=1, callbacks=[])
+            module = self.make_module(teacher, teacher=None)
+        else:
+            teacher = self.model
+            trainer = self.make_trainer(0, epochs=self.teacher_epochs, callbacks=[])
+            module = self.make_module(teacher, teacher=None)
+            trainer.fit(module, datamodule=self.datamodule)
+        wall_s = time.perf_counter() - start
+        return teacher, self.measure_and_save(0, trainer, module, amount=0.0, wall_s=wall_s, kept=True, note="teacher")
+
+    def run_pruning_stage(
+        self, stage: int, teacher: nn.Module, previous: nn.Module, teacher_result: StageResult
+    ) -> tuple[nn.Module, StageResult]:
+        """Stage k: prune a copy of ``previous`` in ``setup``, distill it from ``teacher``, judge it."""
+        L.seed_everything(self.seed + stage, workers=True, verbose=False)
+        student = copy.deepcopy(previous).train()
+        callback = self.pruning_factory()
+        trainer = self.make_trainer(stage, epochs=self.stage_epochs[stage - 1], callbacks=[callback])
+        module = self.make_module(student, teacher=teacher)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=self.datamodule)
+        wall_s = time.perf_counter() - start
+        result = self.measure_and_save(stage, trainer, module, amount=callback.amount, wall_s=wall_s, kept=True)
+        drop = teacher_result.val_top1 - result.val_top1
+        if drop > self.max_accuracy_drop:
+            result.kept = False
+            result.note = (
+                f"rolled back: validation top-1 {result.val_top1:.2%} is {drop:.2%} below the teacher's "
+                f"{teacher_result.val_top1:.2%} (max_accuracy_drop {self.max_accuracy_drop:.2%})"
+            )
+        rank_zero_info(
+            f"[Spiral] stage {stage}/{self.max_stages}: MACs {result.macs / teacher_result.macs:.0%} of the teacher, "
+            f"val top-1 {result.val_top1:.2%}, test top-1 {result.top1:.2%}" + (f" — {result.note}" if result.note else "")
+        )
+        return student, result
+
+    # ------------------------------------------------------------------------------- the parts
+    def make_trainer(self, stage: int, epochs: int, callbacks: list[L.Callback]) -> L.Trainer:
+        """A fresh Trainer for ``stage``; callbacks bound in the partial are copied, not shared."""
+        bound = self.trainer_factory.keywords if isinstance(self.trainer_factory, functools.partial) else {}
+        kwargs: dict[str, Any] = {
+            "max_epochs": epochs,
+            "callbacks": [copy.deepcopy(c) for c in bound.get("callbacks") or []] + callbacks,
+        }
+        stage_dir = self.output_dir / f"stage_{stage}"
+        if "default_root_dir" not in bound:
+            kwargs["default_root_dir"] = str(stage_dir)
+        if "logger" not in bound:
+            kwargs["logger"] = CSVLogger(save_dir=str(stage_dir), name="logs", version="")
+        return self.trainer_factory(**kwargs)
+
+    def make_module(self, student: nn.Module, teacher: nn.Module | None) -> SpiralModule:
+        return SpiralModule(
+            student,
+            teacher=teacher,
+            loss=self.loss if teacher is not None else None,
+            num_classes=self.datamodule.num_classes,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+        )
+
+    def measure_and_save(
+        self, stage: int, trainer: L.Trainer, module: SpiralModule, *, amount: float, wall_s: float, kept: bool, note: str = ""
+    ) -> StageResult:
+        """Validation and test top-1 of the student, its size and speed; save it to ``stage_<k>/model.pt``."""
+        val = trainer.validate(module, datamodule=self.datamodule, verbose=False)[0]
+        test = trainer.test(module, datamodule=self.datamodule, verbose=False)[0]
+        network = module.student
+        measurement = measure_model(network, self.datamodule.input_shape, repeats=self.latency_repeats, threads=self.threads)
+        model_path = Path(f"stage_{stage}") / MODEL_FILE
+        size = 0
+        if self.is_global_zero:
+            save_model(network, self.output_dir / model_path)
+            size = file_size(self.output_dir / model_path)
+        return StageResult(
+            stage=stage,
+            top1=float(test["test/top1"]),
+            val_top1=float(val["val/top1"]),
+            top5=float(test["test/top5"]) if "test/top5" in test else None,
+            params=measurement.params,
+            macs=measurement.macs,
+            latency_ms_b1=measurement.latency_ms_b1,
+            latency_ms_b64=measurement.latency_ms_b64,
+            size_bytes=size,
+            model_path=str(model_path),
+            kept=kept,
+            amount=amount,
+            wall_s=wall_s,
+            note=note,
+        )
+
+    @property
+    def is_global_zero(self) -> bool:
+        return getattr(rank_zero_only, "rank", 0) == 0
+
+    def write(self, report: SpiralReport) -> None:
+        if self.is_global_zero:
+            write_report(report, self.output_dir)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "teacher": self.teacher_mode,
+            "target_macs_ratio": self.target_macs_ratio,
+            "max_stages": self.max_stages,
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "teacher_epochs": None if self.teacher_checkpoint else self.teacher_epochs,
+            "stage_epochs": list(self.stage_epochs),
+            "amount": self.probe_callback.amount,
+            "importance": self.probe_callback.importance,
+            "loss": repr(self.loss),
+            "seed": self.seed,
+            "teacher_checkpoint": None if self.teacher_checkpoint is None else str(self.teacher_checkpoint),
+        }

@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny in-memory datamodule for fast Lightning tests, and the shared data path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+class TinyDataModule(L.LightningDataModule):
+    """Random 1x8x8 images whose class is encoded in their mean, so a small CNN can learn it."""
+
+    num_classes = 10
+    input_shape = (1, 8, 8)
+
+    def __init__(self, n: int = 128, batch_size: int = 32) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.y = torch.arange(n) % self.num_classes
+        self.x = torch.randn(n, *self.input_shape, generator=generator) * 0.5 + self.y.view(-1, 1, 1, 1) / 5.0
+        self.batch_size = batch_size
+
+    def _loader(self, shuffle: bool = False) -> DataLoader:
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=self.batch_size, shuffle=shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader()
+
+
+@pytest.fixture
+def tiny_data() -> TinyDataModule:
+    return TinyDataModule()
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A CPU Trainer with no progress bar, logger, checkpoints or model summary."""
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    return L.Trainer(**{**defaults, **kwargs})

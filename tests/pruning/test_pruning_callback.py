@@ -1,0 +1,96 @@
+"""PruningCallback: prunes in setup before optimizers, works on SpiralModule and plain modules."""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import quiet_trainer
+from lightning_spiral import KDLoss, PruningCallback, SpiralModule
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.measure import count_macs, count_params
+from lightning_spiral.models import build_model
+
+
+def test_prunes_the_student_before_the_optimizer_is_built(tiny_data) -> None:
+    student = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    params, macs = count_params(student), count_macs(student, torch.randn(1, 1, 8, 8))
+    callback = PruningCallback(amount=0.5, verbose=0)
+    module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10)
+    trainer = quiet_trainer(max_epochs=2, callbacks=[callback])
+    before = [p.clone() for p in student.parameters()]
+    trainer.fit(module, datamodule=tiny_data)
+    assert count_params(module.student) < 0.5 * params
+    assert count_macs(module.student, torch.randn(1, 1, 8, 8)) < 0.5 * macs
+    assert count_params(teacher) == params  # only the student is pruned
+    optimized = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in module.student.parameters()}  # no dead tensors in the optimizer
+    assert [p.shape for p in before] != [p.shape for p in module.student.parameters()]
+    assert callback.state_dict()["pruned"] is True
+    assert callback.summary["macs_after"] < callback.summary["macs_before"]
+
+
+class DocsStyleClassifier(L.LightningModule):
+    """A LightningModule written the way the Lightning docs write one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def test_works_on_a_plain_lightning_module_by_attr(tiny_data) -> None:
+    module = DocsStyleClassifier()
+    params = count_params(module.net)
+    trainer = quiet_trainer(max_epochs=1, callbacks=[PruningCallback(amount=0.3, attr="net", verbose=0)])
+    trainer.fit(module, datamodule=tiny_data)
+    assert count_params(module.net) < params
+    assert module.net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_prunes_only_once_per_callback(tiny_data) -> None:
+    module = DocsStyleClassifier()
+    callback = PruningCallback(amount=0.3, attr="net", verbose=0)
+    quiet_trainer(max_epochs=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
+    after_first = count_params(module.net)
+    quiet_trainer(max_epochs=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
+    assert count_params(module.net) == after_first
+
+
+def test_state_dict_round_trip() -> None:
+    callback = PruningCallback(amount=0.3)
+    callback.pruned = True
+    restored = PruningCallback(amount=0.3)
+    restored.load_state_dict(callback.state_dict())
+    assert restored.pruned
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"amount": 1.5}, r"`amount` must be a channel fraction in the open interval \(0, 1\), got 1.5"),
+        ({"amount": -0.2}, r"`amount` must be .*got -0.2"),
+        ({"amount": 0.3, "importance": "taylorr"}, r"`importance` must be one of \['l1', 'l2', 'random'\], got 'taylorr'"),
+        ({"amount": 0.3, "verbose": 3}, r"`verbose` must be 0, 1 or 2, got 3"),
+        ({"amount": 0.3, "example_input_shape": (3, 0, 32)}, r"`example_input_shape` must be the shape of one sample"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(SpiralConfigError, match=match):
+        PruningCallback(**kwargs)
+
+
+def test_attr_that_is_not_a_module(tiny_data) -> None:
+    module = DocsStyleClassifier()
+    trainer = quiet_trainer(max_epochs=1, callbacks=[PruningCallback(amount=0.3, attr="missing", verbose=0)])
+    with pytest.raises(SpiralConfigError, match=r"`attr` is 'missing', but DocsStyleClassifier.missing is not an nn.Module"):
+        trainer.fit(module, datamodule=tiny_data)

@@ -1,0 +1,106 @@
+"""Structured pruning core: tensors physically shrink, residuals stay consistent, the model still trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.measure import count_macs, count_params
+from lightning_spiral.models import build_model
+from lightning_spiral.models.spec import spec_of
+from lightning_spiral.pruning import prune
+
+CIFAR = (3, 32, 32)
+
+
+def _train_one_step(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(4, *input_shape), torch.randint(0, 10, (4,))
+    loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2"])
+def test_prune_shrinks_params_and_macs_and_still_trains(name: str) -> None:
+    model = build_model(name, num_classes=10, input_shape=CIFAR)
+    example = torch.randn(1, *CIFAR)
+    params, macs = count_params(model), count_macs(model, example)
+    prune(model, example, amount=0.5)
+    assert count_params(model) < 0.5 * params
+    assert count_macs(model, example) < 0.5 * macs
+    assert model(torch.randn(2, *CIFAR)).shape == (2, 10)
+    assert torch.isfinite(torch.tensor(_train_one_step(model, CIFAR)))
+
+
+def test_residual_blocks_stay_consistent_on_resnet20() -> None:
+    model = build_model("resnet20", num_classes=10, input_shape=CIFAR)
+    prune(model, torch.randn(1, *CIFAR), amount=0.5)
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    # every conv of a stage reads what the residual stream carries: widths chain exactly
+    for name, conv in convs.items():
+        assert conv.weight.shape[0] == conv.out_channels
+    assert model(torch.randn(3, *CIFAR)).shape == (3, 10)
+
+
+def test_final_classifier_keeps_its_classes_and_history_is_recorded() -> None:
+    model = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    prune(model, torch.randn(1, 1, 8, 8), amount=0.25)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears[-1].out_features == 10
+    history = spec_of(model).pruning_history
+    assert history and all(isinstance(step[0], str) and isinstance(step[2], list) for step in history)
+
+
+def test_round_to_gives_multiples() -> None:
+    model = build_model("resnet20", num_classes=10, input_shape=CIFAR)
+    prune(model, torch.randn(1, *CIFAR), amount=0.3, round_to=4)
+    widths = {m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert all(w % 4 == 0 for w in widths), widths
+
+
+def test_l1_keeps_the_largest_filters() -> None:
+    model = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        first.weight.mul_(0.01)
+        first.weight[:4].mul_(1000.0)  # the first four filters are by far the largest
+        strong = first.weight[:4].clone()
+    prune(model, torch.randn(1, 1, 8, 8), amount=0.5)
+    kept = first.weight
+    assert all(any(torch.equal(kept[i], s) for i in range(kept.shape[0])) for s in strong)
+
+
+def test_ignored_layer_by_name_is_not_pruned() -> None:
+    model = build_model("resnet20", num_classes=10, input_shape=CIFAR)
+    prune(model, torch.randn(1, *CIFAR), amount=0.5, ignored_layers=["stem.0", "head"])
+    assert model.stem[0].out_channels == 16
+
+
+def test_pruning_does_not_touch_batchnorm_statistics() -> None:
+    model = build_model("resnet20", num_classes=10, input_shape=CIFAR).train()
+    running_mean = model.stem[1].running_mean.clone()
+    prune(model, torch.randn(1, *CIFAR) * 100, amount=0.25, ignored_layers=["stem.0", "head"])
+    assert torch.equal(model.stem[1].running_mean, running_mean)
+    assert model.training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"amount": 0.0}, r"`amount` must be a channel fraction in the open interval \(0, 1\), got 0.0"),
+        ({"amount": 1.0}, r"`amount` must be .* got 1.0"),
+        ({"amount": 0.3, "importance": "l3"}, r"`importance` must be one of \['l1', 'l2', 'random'\], got 'l3'"),
+        ({"amount": 0.3, "round_to": 0}, r"`round_to` must be None or an integer >= 1"),
+        ({"amount": 0.3, "ignored_layers": ["nope"]}, r"`ignored_layers` names 'nope', which is not a module"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    model = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    with pytest.raises(SpiralConfigError, match=match):
+        prune(model, torch.randn(1, 1, 8, 8), **kwargs)
