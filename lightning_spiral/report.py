@@ -313,7 +313,11 @@ def render_table(report: SpiralReport) -> Table:
 
 def print_report(report: SpiralReport, console: Console | None = None) -> None:
     """Print :func:`render_table` to ``console`` (a new one by default); rank zero is the caller's job."""
-    (console or Console()).print(render_table(report))
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # logs and pipes: rich would squeeze the table to 80 columns
+            console = Console(width=140)
+    console.print(render_table(report))
 
 
 def render_plot(report: SpiralReport) -> bytes:

@@ -90,7 +90,9 @@ def check_bool(name: str, value: Any) -> bool:
 def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
     """Raise unless ``labels`` is a 1-D integer array with values in ``[0, num_classes)``."""
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise SpiralConfigError(f"`{name}` must be a 1-D integer array, got dtype {labels.dtype} and shape {labels.shape}.")
+        raise SpiralConfigError(
+            f"`{name}` must be a 1-D integer array, got dtype {labels.dtype} and shape {labels.shape}."
+        )
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise SpiralConfigError(
             f"`{name}` must hold labels in [0, {num_classes}), got values from {labels.min()} to {labels.max()}."
@@ -287,7 +289,9 @@ class ArrayDataModule(LightningDataModule, ABC):
     def _train_val_indices(self, num_train: int) -> tuple[np.ndarray, np.ndarray]:
         """Seeded permutation of the training images, cut to ``train_subset``, split into train/val."""
         if self.train_subset is not None and self.train_subset > num_train:
-            raise SpiralConfigError(f"`train_subset` must be at most {num_train} (the training images), got {self.train_subset}.")
+            raise SpiralConfigError(
+                f"`train_subset` must be at most {num_train} (the training images), got {self.train_subset}."
+            )
         order = np.random.default_rng(self.seed).permutation(num_train)[: self.train_subset]
         num_val = round(self.val_fraction * len(order))
         if not 0 < num_val < len(order):
@@ -302,6 +306,8 @@ class ArrayDataModule(LightningDataModule, ABC):
         if self.test_subset is None:
             return np.arange(num_test)
         if self.test_subset > num_test:
-            raise SpiralConfigError(f"`test_subset` must be at most {num_test} (the test images), got {self.test_subset}.")
+            raise SpiralConfigError(
+                f"`test_subset` must be at most {num_test} (the test images), got {self.test_subset}."
+            )
         # Files are often sorted by class, so the first N would not be a fair sample.
         return np.sort(np.random.default_rng(self.seed + 1).permutation(num_test)[: self.test_subset])

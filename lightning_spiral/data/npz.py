@@ -113,14 +113,19 @@ class NpzDataModule(ArrayDataModule):
                 f"`x_train` and `x_test` in '{self.path}' must be images (N, H, W, C) or (N, H, W) of one size, "
                 f"got {train_shape} and {test_shape}."
             )
-        height, width, channels = (*train_shape[1:], 1)[:3]
+        for key, labels, num_images in (("y_train", y_train, train_shape[0]), ("y_test", y_test, test_shape[0])):
+            if labels.shape != (num_images,) or num_images == 0:
+                raise SpiralConfigError(
+                    f"`{key}` in '{self.path}' must hold one label per image, shape ({num_images},) with at least "
+                    f"one image, got {labels.shape}."
+                )
         num_classes = len(classes) if classes is not None else int(max(y_train.max(), y_test.max())) + 1
-        for key, labels, images_shape in (("y_train", y_train, train_shape), ("y_test", y_test, test_shape)):
-            check_labels(key, labels, num_classes)
-            if len(labels) != images_shape[0]:
-                raise SpiralConfigError(f"`{key}` in '{self.path}' must have {images_shape[0]} labels, got {len(labels)}.")
         if num_classes < 2:
             raise SpiralConfigError(f"The labels in '{self.path}' must span at least 2 classes, got {num_classes}.")
+        check_labels("y_train", y_train, num_classes)
+        check_labels("y_test", y_test, num_classes)
+        height, width = train_shape[1:3]
+        channels = train_shape[3] if len(train_shape) == 4 else 1
         return num_classes, (channels, height, width)
 
     def load_arrays(self) -> ImageArrays:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch.nn as nn
@@ -58,7 +58,7 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
             classification model (e.g. ``"torchvision.resnet18"``).
         num_classes: number of output logits, at least 2.
         input_shape: shape of one sample, ``(C, H, W)``; ``C`` sets the model's input channels.
-        **kwargs: the model's own arguments, plain JSON values only (tuples are stored as lists):
+        **kwargs: the model's own arguments, plain JSON values only (sequences are stored as lists):
             ``widths`` for ``small_cnn``, ``width_mult`` for ``mobilenet_v2``, ``weights`` for
             torchvision models; the CIFAR ResNets and VGGs take none.
 
@@ -118,12 +118,15 @@ def _checked_input_shape(name: str, input_shape: Sequence[int]) -> tuple[int, in
 
 
 def _plain_json(key: str, value: Any) -> Any:
-    """``value`` with tuples turned into lists; raises unless it is made of plain JSON values."""
+    """``value`` as plain lists and dicts; raises unless it is made of plain JSON values.
+
+    Tuples and Hydra's ``ListConfig``/``DictConfig`` (any sequence or mapping) become lists and dicts.
+    """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
         return [_plain_json(key, item) for item in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return {k: _plain_json(key, v) for k, v in value.items()}
     raise SpiralConfigError(
         f"`{key}` must be a plain JSON value (None, bool, int, float, str, list, dict with str keys) "

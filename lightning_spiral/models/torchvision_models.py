@@ -67,6 +67,7 @@ def _check_weights(name: str, weights: str, num_classes: int) -> None:
     categories = len(weights_enum[weights].meta["categories"])
     if num_classes != categories:
         raise SpiralConfigError(
-            f"`num_classes` must be {categories} with `weights`={weights!r} of 'torchvision.{name}', got {num_classes}. "
+            f"`num_classes` must be {categories} with `weights`={weights!r} of 'torchvision.{name}', "
+            f"got {num_classes}. "
             "Build with weights=None for another class count."
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+import lightning.pytorch as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -24,8 +25,9 @@ from lightning_spiral.spiral.driver import Spiral
 
 def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike) -> Spiral:
     """Instantiate data, model, loss, pruning and trainer partials and hand them to :class:`Spiral`."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # model initialisation is part of the run
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape))
+    model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
     return instantiate(
         cfg.spiral,
         model=model,

@@ -59,6 +59,11 @@ TEACHER_MODES: tuple[str, ...] = ("previous", "original")
 MODEL_FILE = "model.pt"
 
 
+def teacher_for_stage(mode: TeacherMode, *, original: nn.Module, previous: nn.Module) -> nn.Module:
+    """The network a stage distills from: the stage-0 teacher, or the last kept student."""
+    return original if mode == "original" else previous
+
+
 class Spiral:
     """Run spiral compression: train or load a teacher, then prune + distill stage by stage.
 
@@ -155,7 +160,7 @@ class Spiral:
         self.write(report)
         original_teacher, current = teacher, teacher
         for stage in range(1, self.max_stages + 1):
-            stage_teacher = original_teacher if self.teacher_mode == "original" else current
+            stage_teacher = teacher_for_stage(self.teacher_mode, original=original_teacher, previous=current)
             student, result = self.run_pruning_stage(stage, stage_teacher, current, teacher_result)
             report.stages.append(result)
             self.write(report)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch_pruning as tp
+from omegaconf import OmegaConf
 
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models import MODEL_NAMES, ModelSpec, build_model, spec_of
@@ -60,9 +61,11 @@ def test_spec_rebuilds_the_same_architecture(name: str, kwargs: dict) -> None:
     assert spec_of(twin) == spec
 
 
-def test_spec_stores_tuples_as_lists() -> None:
-    model = build_model("small_cnn", num_classes=10, input_shape=[1, 8, 8], widths=(8, 16))
+@pytest.mark.parametrize("widths", [(8, 16), OmegaConf.create([8, 16])], ids=["tuple", "hydra-listconfig"])
+def test_spec_stores_sequences_as_plain_lists(widths) -> None:
+    model = build_model("small_cnn", num_classes=10, input_shape=[1, 8, 8], widths=widths)
     assert spec_of(model).kwargs == {"num_classes": 10, "widths": [8, 16]}
+    assert type(spec_of(model).kwargs["widths"]) is list
     assert spec_of(model).input_shape == (1, 8, 8)
 
 
@@ -101,7 +104,10 @@ def test_torch_pruning_halves_channels_and_keeps_outputs(name: str) -> None:
         ("small_cnn", 10, (1, 8, 8), {"widths": torch.tensor([8, 8])}, r"`widths` must be a plain JSON value .* got Tensor"),
         ("mobilenet_v2", 10, CIFAR_SHAPE, {"width_mult": 0}, r"`width_mult` must be a positive number, got 0"),
         ("torchvision.resnet18", 10, (1, 32, 32), {}, r"`input_shape\[0\]` must be 3 for torchvision models, got 1"),
-        ("torchvision.resnet18", 10, CIFAR_SHAPE, {"weights": "IMAGENET"}, r"`weights` of 'torchvision.resnet18' must be None or one of \['IMAGENET1K_V1', 'DEFAULT'\], got 'IMAGENET'"),
+        (
+            "torchvision.resnet18", 10, CIFAR_SHAPE, {"weights": "IMAGENET"},
+            r"`weights` of 'torchvision.resnet18' must be None or one of \['IMAGENET1K_V1', 'DEFAULT'\], got 'IMAGENET'",
+        ),
         ("torchvision.resnet18", 10, CIFAR_SHAPE, {"weights": "DEFAULT"}, r"`num_classes` must be 1000 with `weights`='DEFAULT' .* got 10"),
     ],
 )

@@ -1,0 +1,25 @@
+"""LightningDataModules of lightning-spiral: embedded digits, ``.npz`` files, torchvision CIFAR-10.
+
+All share :class:`ArrayDataModule`: ``num_classes`` and ``input_shape`` right after construction,
+a seeded validation split carved from the training images, the official test split for
+reported numbers only, per-channel normalisation from the training part.
+
+Example:
+    >>> from lightning_spiral.data import DigitsDataModule
+    >>> DigitsDataModule().input_shape
+    (1, 8, 8)
+"""
+
+from lightning_spiral.data.array_datamodule import ArrayDataModule, ImageArrayDataset, ImageArrays
+from lightning_spiral.data.cifar10 import CIFAR10DataModule
+from lightning_spiral.data.digits import DigitsDataModule
+from lightning_spiral.data.npz import NpzDataModule
+
+__all__ = [
+    "ArrayDataModule",
+    "CIFAR10DataModule",
+    "DigitsDataModule",
+    "ImageArrayDataset",
+    "ImageArrays",
+    "NpzDataModule",
+]

@@ -1,0 +1,137 @@
+"""The spiral driver end to end on scikit-learn digits: stages, stop rules, rollback, reload."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+
+import lightning.pytorch as L
+import pytest
+import torch
+
+from lightning_spiral import KDLoss, PruningCallback, Spiral, load_model, save_model
+from lightning_spiral.data import DigitsDataModule
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.models import build_model
+from lightning_spiral.spiral.driver import teacher_for_stage
+
+TRAINER = functools.partial(
+    L.Trainer, accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False
+)
+
+
+def make_spiral(tmp_path, **overrides) -> Spiral:
+    L.seed_everything(0, verbose=False)
+    data = DigitsDataModule(batch_size=64)
+    settings = dict(
+        model=build_model("small_cnn", num_classes=10, input_shape=data.input_shape),
+        datamodule=data,
+        trainer=TRAINER,
+        pruning=functools.partial(PruningCallback, amount=0.25, verbose=0),
+        loss=KDLoss(temperature=4.0, alpha=0.9),
+        target_macs_ratio=0.5,
+        max_stages=2,
+        teacher_epochs=4,
+        stage_epochs=1,
+        output_dir=str(tmp_path / "run"),
+        latency_repeats=3,
+    )
+    return Spiral(**{**settings, **overrides})
+
+
+def test_two_stage_spiral_writes_a_complete_report(tmp_path) -> None:
+    report = make_spiral(tmp_path).run()
+    run = tmp_path / "run"
+    data = json.loads((run / "report.json").read_text())
+    assert [s["stage"] for s in data["stages"]] == [1, 2]
+    required = {"stage", "top1", "params", "macs", "latency_ms_b1", "latency_ms_b64", "size_bytes", "model_path", "kept"}
+    assert all(required <= set(stage) for stage in [data["teacher"], *data["stages"]])
+    macs = [data["teacher"]["macs"]] + [s["macs"] for s in data["stages"]]
+    assert macs[0] > macs[1] > macs[2]
+    assert data["final"]["stage"] == report.final.stage
+    assert (run / "report.md").is_file() and (run / "spiral.png").read_bytes()[:4] == b"\x89PNG"
+    for stage in data["stages"]:
+        assert (run / stage["model_path"]).stat().st_size == stage["size_bytes"] > 0
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_stage_model_reloads_in_a_fresh_process_with_identical_accuracy(tmp_path) -> None:
+    report = make_spiral(tmp_path, max_stages=1).run()
+    stage = report.stages[0]
+    code = (
+        "import torch, lightning.pytorch as L\n"
+        "from lightning_spiral import load_model\n"
+        "from lightning_spiral.data import DigitsDataModule\n"
+        "data = DigitsDataModule(batch_size=64); data.setup('test')\n"
+        f"model = load_model({str(tmp_path / 'run' / stage.model_path)!r})\n"
+        "correct = total = 0\n"
+        "with torch.no_grad():\n"
+        "    for x, y in data.test_dataloader():\n"
+        "        correct += (model(x).argmax(1) == y).sum().item(); total += len(y)\n"
+        "print(correct / total)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(stage.top1, abs=1e-6)
+
+
+def test_stops_as_soon_as_the_target_is_reached(tmp_path) -> None:
+    report = make_spiral(tmp_path, target_macs_ratio=0.8, max_stages=3).run()
+    assert len(report.stages) == 1
+    assert report.final.macs <= 0.8 * report.teacher.macs
+
+
+def test_a_stage_below_the_accuracy_floor_is_rolled_back(tmp_path) -> None:
+    spiral = make_spiral(
+        tmp_path,
+        pruning=functools.partial(PruningCallback, amount=0.95, verbose=0),
+        max_accuracy_drop=0.0,
+        optimizer=functools.partial(torch.optim.SGD, lr=1e-6),  # no recovery from pruning
+    )
+    report = spiral.run()
+    assert len(report.stages) == 1 and not report.stages[0].kept
+    assert "rolled back" in report.stages[0].note
+    assert report.final.stage == 0
+
+
+def test_teacher_checkpoint_skips_teacher_training(tmp_path) -> None:
+    teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    save_model(teacher, tmp_path / "teacher.pt")
+    report = make_spiral(tmp_path, teacher_checkpoint=str(tmp_path / "teacher.pt"), max_stages=1).run()
+    assert report.settings["teacher_epochs"] is None
+    reloaded = load_model(tmp_path / "run" / report.teacher.model_path)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), teacher.state_dict().values()))
+
+
+def test_teacher_for_stage() -> None:
+    original, previous = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    assert teacher_for_stage("original", original=original, previous=previous) is original
+    assert teacher_for_stage("previous", original=original, previous=previous) is previous
+
+
+def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "report.json").write_text("{}")
+    with pytest.raises(SpiralConfigError, match=r"`output_dir` '.*run' already holds a spiral run"):
+        make_spiral(tmp_path)
+    assert (tmp_path / "run" / "report.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"teacher": "best"}, r"`teacher` must be one of \['previous', 'original'\], got 'best'"),
+        ({"target_macs_ratio": 0.0}, r"`target_macs_ratio` must be a fraction in \(0, 1\], got 0.0"),
+        ({"max_accuracy_drop": 2.0}, r"`max_accuracy_drop` must be a fraction in \[0, 1\], got 2.0"),
+        ({"max_stages": 0}, r"`max_stages` must be an integer >= 1, got 0"),
+        ({"stage_epochs": [1, 2, 3]}, r"`stage_epochs` must be one integer or a list of `max_stages`=2 integers"),
+        ({"teacher_checkpoint": "missing.pt"}, r"`teacher_checkpoint` 'missing.pt' does not exist"),
+        ({"pruning": functools.partial(PruningCallback, amount=1.2)}, r"`amount` must be a channel fraction"),
+    ],
+)
+def test_bad_arguments_fail_before_any_training(tmp_path, overrides: dict, match: str) -> None:
+    with pytest.raises(SpiralConfigError, match=match):
+        make_spiral(tmp_path, **overrides)
+    assert not (tmp_path / "run").exists()
