@@ -14,28 +14,47 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import lightning.pytorch as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from lightning_spiral.errors import SpiralError
 from lightning_spiral.spiral.driver import Spiral
 
 
 def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike) -> Spiral:
     """Instantiate data, model, loss, pruning and trainer partials and hand them to :class:`Spiral`."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model initialisation is part of the run
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
-    return instantiate(
-        cfg.spiral,
-        model=model,
-        datamodule=datamodule,
-        trainer=instantiate(cfg.trainer),
-        pruning=instantiate(cfg.pruning),
-        loss=instantiate(cfg.distill),
-        output_dir=str(output_dir),
-        seed=cfg.seed,
-        _convert_="all",
-    )
+    with spiral_errors_unwrapped():
+        datamodule = instantiate(cfg.data)
+        model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
+        return instantiate(
+            cfg.spiral,
+            model=model,
+            datamodule=datamodule,
+            trainer=instantiate(cfg.trainer),
+            pruning=instantiate(cfg.pruning),
+            loss=instantiate(cfg.distill),
+            output_dir=str(output_dir),
+            seed=cfg.seed,
+            _convert_="all",
+        )
+
+
+@contextlib.contextmanager
+def spiral_errors_unwrapped() -> Iterator[None]:
+    """Re-raise our own errors that Hydra wrapped in ``InstantiationException``, message intact."""
+    try:
+        yield
+    except InstantiationException as err:
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, SpiralError):
+            raise cause from err
+        raise

@@ -1,0 +1,50 @@
+"""The ``lightning-spiral`` command as a user runs it: a subprocess with Hydra overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TINY = [
+    "spiral.teacher_epochs=2",
+    "spiral.stage_epochs=1",
+    "spiral.max_stages=2",
+    "spiral.target_macs_ratio=0.3",
+    "spiral.latency_repeats=2",
+    "spiral.max_accuracy_drop=1.0",  # two epochs of teacher training: no rollback in this smoke run
+    "trainer.enable_progress_bar=false",
+]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "lightning_spiral", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_runs_a_two_stage_spiral_into_the_hydra_run_dir(tmp_path) -> None:
+    result = _run([*TINY, f"hydra.run.dir={tmp_path / 'run'}", "pruning.amount=0.25"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == [1, 2]
+    assert report["settings"]["amount"] == 0.25
+    assert (tmp_path / "run" / "stage_2" / "model.pt").is_file()
+    assert "Spiral report" in result.stdout
+
+
+def test_cli_multirun_sweeps_the_teacher_mode(tmp_path) -> None:
+    result = _run(["-m", *TINY, "spiral.max_stages=1", "spiral.teacher=previous,original",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    modes = sorted(json.loads(p.read_text())["settings"]["teacher"] for p in (tmp_path / "sweep").glob("*/report.json"))
+    assert modes == ["original", "previous"]
+
+
+def test_cli_bad_value_exits_non_zero_naming_it(tmp_path) -> None:
+    result = _run(["distill.temperature=0"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "`temperature` must be > 0" in result.stderr
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("report.json"))

@@ -1,0 +1,100 @@
+"""Compose every shipped config group option and instantiate what it builds (the configs users run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import lightning_spiral
+from conftest import SHARED_DATA
+from lightning_spiral import PruningCallback, Spiral
+from lightning_spiral.distill import DistillationLoss
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.spiral import build_spiral
+
+CONF = Path(lightning_spiral.__file__).resolve().parents[1] / "conf"
+
+
+def _compose(*overrides: str) -> DictConfig:
+    with initialize_config_module(config_module="lightning_spiral.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_default_config_has_the_documented_override_keys() -> None:
+    cfg = _compose()
+    for key in ("seed", "pruning.amount", "pruning.importance", "distill.temperature", "distill.alpha",
+                "spiral.teacher", "spiral.target_macs_ratio", "spiral.max_stages", "spiral.max_accuracy_drop"):
+        node, _, leaf = key.rpartition(".")
+        assert leaf in (cfg[node] if node else cfg), key
+
+
+@pytest.mark.parametrize("option", _options("model"))
+def test_model_options_build(option: str) -> None:
+    cfg = _compose(f"model={option}")
+    model = instantiate(cfg.model, num_classes=10, input_shape=[3, 32, 32], _convert_="all")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("option", _options("distill"))
+def test_distill_options_build(option: str) -> None:
+    assert isinstance(instantiate(_compose(f"distill={option}").distill), DistillationLoss)
+
+
+@pytest.mark.parametrize("option", _options("pruning"))
+def test_pruning_options_build_a_callback_partial(option: str) -> None:
+    assert isinstance(instantiate(_compose(f"pruning={option}").pruning)(), PruningCallback)
+
+
+@pytest.mark.parametrize("option", _options("trainer"))
+def test_trainer_options_compose(option: str) -> None:
+    cfg = _compose(f"trainer={option}")
+    assert cfg.trainer._partial_ and cfg.trainer._target_ == "lightning.pytorch.Trainer"
+
+
+def test_trainer_default_builds_a_trainer(tmp_path) -> None:
+    trainer = instantiate(_compose().trainer)(max_epochs=1, default_root_dir=str(tmp_path), logger=False)
+    assert trainer.max_epochs == 1
+
+
+def test_data_digits_builds() -> None:
+    data = instantiate(_compose("data=digits").data)
+    assert (data.num_classes, data.input_shape) == (10, (1, 8, 8))
+
+
+def test_data_cifar10_without_files_is_a_clear_error(tmp_path) -> None:
+    cfg = _compose("data=cifar10", f"data.root={tmp_path}")
+    with pytest.raises(Exception, match="download"):
+        instantiate(cfg.data).prepare_data()
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10_subset.npz").is_file(), reason="../shared/data/cifar10_subset.npz is absent")
+def test_experiment_cifar10_resnet56_builds_on_the_npz_data(tmp_path) -> None:
+    cfg = _compose("experiment=cifar10_resnet56", f"data.path={SHARED_DATA / 'cifar10_subset.npz'}")
+    assert cfg.model.name == "resnet56" and cfg.data._target_.endswith("NpzDataModule")
+    spiral = build_spiral(cfg, output_dir=tmp_path / "run")
+    assert isinstance(spiral, Spiral) and spiral.datamodule.input_shape == (3, 32, 32)
+
+
+def test_experiment_options_compose() -> None:
+    for option in _options("experiment"):
+        assert _compose(f"experiment={option}").spiral.max_stages >= 1
+
+
+def test_bad_override_fails_before_training(tmp_path) -> None:
+    with pytest.raises(Exception, match=r"`teacher` must be one of \['previous', 'original'\], got 'best'"):
+        build_spiral(_compose("spiral.teacher=best"), output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_pruning_amount_in_config(tmp_path) -> None:
+    with pytest.raises(SpiralConfigError, match=r"`amount` must be a channel fraction in the open interval \(0, 1\), got 1.5"):
+        build_spiral(_compose("pruning.amount=1.5"), output_dir=tmp_path / "run")
