@@ -85,8 +85,11 @@ def load_model(path: str | os.PathLike) -> nn.Module:
 
 def rebuild(spec: ModelSpec) -> nn.Module:
     """Build ``spec``'s architecture from the registry and replay its pruning history (weights random)."""
+    kwargs = dict(spec.kwargs)
+    if kwargs.get("weights") is not None:
+        kwargs["weights"] = None  # the file holds the weights: never download pretrained ones to overwrite
     try:
-        model = build_model(spec.name, input_shape=spec.input_shape, **spec.kwargs)
+        model = build_model(spec.name, input_shape=spec.input_shape, **kwargs)
     except SpiralError as err:
         raise ModelFormatError(f"The model file names an architecture that cannot be built: {err}") from err
     if spec.pruning_history:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TINY = [
     "spiral.teacher_epochs=2",
     "spiral.stage_epochs=1",
@@ -48,3 +50,13 @@ def test_cli_bad_value_exits_non_zero_naming_it(tmp_path) -> None:
     assert result.returncode != 0
     assert "`temperature` must be > 0" in result.stderr
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("report.json"))
+
+
+@pytest.mark.slow
+def test_cli_runs_under_ddp_on_two_cpu_processes(tmp_path) -> None:
+    result = _run([*TINY, "spiral.max_stages=1", "trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert len(report["stages"]) == 1
+    assert report["stages"][0]["macs"] < report["teacher"]["macs"]
+    assert not list((tmp_path / "run").rglob("*.tmp"))

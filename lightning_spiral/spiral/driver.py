@@ -35,12 +35,14 @@ from __future__ import annotations
 import copy
 import functools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as L
 import torch.nn as nn
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -155,6 +157,13 @@ class Spiral:
     # ---------------------------------------------------------------------------------- the loop
     def run(self) -> SpiralReport:
         """Run every stage; return the report (also written to ``output_dir``)."""
+        with warnings.catch_warnings():
+            # the frozen teacher is in eval mode on purpose; Lightning warns about it at every fit
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=PossibleUserWarning)
+            return self.run_stages()
+
+    def run_stages(self) -> SpiralReport:
+        """The stage loop of :meth:`run`."""
         teacher, teacher_result = self.run_teacher_stage()
         report = SpiralReport(teacher=teacher_result, stages=[], settings=self.settings(), machine=machine_info(self.threads))
         self.write(report)
