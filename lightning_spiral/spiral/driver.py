@@ -255,13 +255,13 @@ class Spiral:
         """Validation and test top-1 of the student, its size and speed; save it to ``stage_<k>/model.pt``."""
         val = trainer.validate(module, datamodule=self.datamodule, verbose=False)[0]
         test = trainer.test(module, datamodule=self.datamodule, verbose=False)[0]
-        network = module.student
-        measurement = measure_model(network, self.datamodule.input_shape, repeats=self.latency_repeats, threads=self.threads)
         model_path = Path(f"stage_{stage}") / MODEL_FILE
-        size = 0
-        if self.is_global_zero:
-            save_model(network, self.output_dir / model_path)
-            size = file_size(self.output_dir / model_path)
+        measured = None
+        if self.is_global_zero:  # one process times and writes; under DDP others would share its cores
+            measurement = measure_model(module.student, self.datamodule.input_shape, repeats=self.latency_repeats, threads=self.threads)
+            save_model(module.student, self.output_dir / model_path)
+            measured = (measurement, file_size(self.output_dir / model_path))
+        measurement, size = trainer.strategy.broadcast(measured, src=0)
         return StageResult(
             stage=stage,
             top1=float(test["test/top1"]),
