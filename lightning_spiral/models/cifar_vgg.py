@@ -22,10 +22,14 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
+from lightning_spiral.errors import SpiralConfigError
+
 # Output channels of each 3×3 conv; "M" is a 2×2 max-pool.
 VGG_CONFIGS: dict[str, tuple[int | Literal["M"], ...]] = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    # half-width VGG of FACTS.md's CIFAR-10 calibration: 0.59M parameters, 43.8M MACs at 32×32
+    "vgg_small": (32, 32, "M", 64, 64, "M", 128, 128, "M", 256, "M"),
 }
 
 
@@ -80,3 +84,10 @@ def vgg11_bn(num_classes: int, in_channels: int = 3) -> CifarVGG:
 def vgg16_bn(num_classes: int, in_channels: int = 3) -> CifarVGG:
     """VGG-16 with BatchNorm, CIFAR variant (about 14.7M parameters for 10 classes)."""
     return CifarVGG(VGG_CONFIGS["vgg16"], num_classes=num_classes, in_channels=in_channels)
+
+
+def vgg_bn(num_classes: int, in_channels: int = 3, config: Sequence[int | str] = VGG_CONFIGS["vgg_small"]) -> CifarVGG:
+    """A VGG-BN of any layout: ``config`` lists conv widths and ``"M"`` max-pools (default: ``vgg_small``)."""
+    if not config or any(item != "M" and (isinstance(item, bool) or not isinstance(item, int) or item < 1) for item in config):
+        raise SpiralConfigError(f"`config` must list positive conv widths and 'M' max-pools, got {list(config)!r}.")
+    return CifarVGG(list(config), num_classes=num_classes, in_channels=in_channels)

@@ -27,7 +27,7 @@ import torch.nn as nn
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models.cifar_mobilenet_v2 import CifarMobileNetV2
 from lightning_spiral.models.cifar_resnet import resnet20, resnet56
-from lightning_spiral.models.cifar_vgg import vgg11_bn, vgg16_bn
+from lightning_spiral.models.cifar_vgg import vgg11_bn, vgg16_bn, vgg_bn
 from lightning_spiral.models.small_cnn import SmallCNN
 from lightning_spiral.models.spec import ModelSpec, attach_spec
 from lightning_spiral.models.torchvision_models import TORCHVISION_PREFIX, build_torchvision_model
@@ -39,6 +39,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet56": resnet56,
     "vgg11_bn": vgg11_bn,
     "vgg16_bn": vgg16_bn,
+    "vgg_bn": vgg_bn,
     "mobilenet_v2": CifarMobileNetV2,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)

@@ -28,6 +28,7 @@ from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name
 from lightning_spiral.pruning.structured import check_amount, check_round_to, prune
+from lightning_spiral.pruning.target import amount_for_macs_ratio, check_macs_ratio
 
 
 class PruningCallback(L.Callback):
@@ -35,6 +36,8 @@ class PruningCallback(L.Callback):
 
     Args:
         amount: channel fraction in (0, 1) removed in this fit (one spiral stage).
+        target_macs_ratio: instead of ``amount``: remove as many channels as needed to keep at most
+            this fraction of the network's MACs (found by bisection before pruning).
         importance: channel criterion: ``"l1"``, ``"l2"`` or ``"random"``.
         ignored_layers: module paths (relative to the pruned network) whose output channels are
             kept; ``None`` keeps the final classifier.
@@ -52,7 +55,8 @@ class PruningCallback(L.Callback):
 
     def __init__(
         self,
-        amount: float,
+        amount: float | None = None,
+        target_macs_ratio: float | None = None,
         importance: ImportanceName = "l1",
         ignored_layers: Sequence[str] | None = None,
         global_pruning: bool = False,
@@ -62,7 +66,14 @@ class PruningCallback(L.Callback):
         verbose: int = 1,
     ) -> None:
         super().__init__()
-        self.amount = check_amount(amount)
+        if (amount is None) == (target_macs_ratio is None):
+            raise SpiralConfigError(
+                f"Pass exactly one of `amount` and `target_macs_ratio`, got amount={amount!r}, "
+                f"target_macs_ratio={target_macs_ratio!r}."
+            )
+        self.amount = None if amount is None else check_amount(amount)
+        self.target_macs_ratio = None if target_macs_ratio is None else check_macs_ratio(target_macs_ratio)
+        self.applied_amount: float | None = None
         self.importance = check_importance_name(importance)
         self.ignored_layers = None if ignored_layers is None else list(ignored_layers)
         self.global_pruning = bool(global_pruning)
@@ -96,31 +107,39 @@ class PruningCallback(L.Callback):
         check_same_architecture_on_all_ranks(trainer, network)
         if self.verbose:
             rank_zero_info(
-                f"[PruningCallback] removed {self.amount:.0%} of channels ({self.importance}): "
+                f"[PruningCallback] removed {self.applied_amount:.1%} of channels ({self.importance}): "
                 f"params {before[0]:,} -> {after[0]:,}, MACs {before[1]:,} -> {after[1]:,}"
             )
         if self.verbose == 2:
             rank_zero_info(architecture_summary(network))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pruned": self.pruned, "amount": self.amount, "importance": self.importance, "summary": dict(self.summary)}
+        return {
+            "pruned": self.pruned,
+            "applied_amount": self.applied_amount,
+            "importance": self.importance,
+            "summary": dict(self.summary),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pruned = bool(state_dict["pruned"])
+        self.applied_amount = state_dict.get("applied_amount")
         self.summary = dict(state_dict.get("summary", {}))
 
     # ------------------------------------------------------------------------ override points
     def prune_network(self, network: nn.Module, example_inputs: torch.Tensor) -> None:
         """Apply the structural pruning; override to plug in another pruner."""
-        prune(
-            network,
-            example_inputs,
-            amount=self.amount,
+        options: dict[str, Any] = dict(
             importance=self.importance,
             global_pruning=self.global_pruning,
             ignored_layers=self.ignored_layers,
             round_to=self.round_to,
         )
+        amount = self.amount
+        if amount is None:
+            amount = amount_for_macs_ratio(network, example_inputs, self.target_macs_ratio, prune_kwargs=options, prune_fn=prune)
+        prune(network, example_inputs, amount=amount, **options)
+        self.applied_amount = amount
 
     def network_of(self, pl_module: L.LightningModule) -> nn.Module:
         """The network to prune: ``pl_module.<attr>``, its ``student``, or the module itself."""

@@ -28,6 +28,7 @@ import torch_pruning as tp
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.spec import PruningStep, spec_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance
+from lightning_spiral.pruning.target import amount_for_macs_ratio
 
 
 def check_amount(amount: float) -> float:
@@ -78,18 +79,21 @@ def prune(
     model: nn.Module,
     example_inputs: torch.Tensor,
     *,
-    amount: float,
+    amount: float | None = None,
+    target_macs_ratio: float | None = None,
     importance: ImportanceName = "l1",
     global_pruning: bool = False,
     ignored_layers: Sequence[str | nn.Module] | None = None,
     round_to: int | None = None,
 ) -> nn.Module:
-    """Remove ``amount`` of the channels of ``model`` in place and return it.
+    """Remove ``amount`` of the channels of ``model`` in place (or enough to reach a MACs ratio); return it.
 
     Args:
         model: the network to prune (any module torch-pruning can trace).
         example_inputs: a batch on the model's device used to trace the graph, e.g. shape ``(1, C, H, W)``.
         amount: channel fraction to remove from each prunable layer (or overall when ``global_pruning``).
+        target_macs_ratio: instead of ``amount``: keep at most this fraction of the model's current
+            MACs; the amount is found by bisection (:func:`amount_for_macs_ratio`).
         importance: criterion ranking the channels: ``"l1"``, ``"l2"`` or ``"random"``.
         global_pruning: rank channels across layers instead of removing ``amount`` from every layer.
         ignored_layers: modules or module paths whose *output* channels are kept; ``None`` keeps the
@@ -99,9 +103,17 @@ def prune(
     Returns:
         The same ``model`` object, with smaller layers.
     """
-    amount = check_amount(amount)
+    if (amount is None) == (target_macs_ratio is None):
+        raise SpiralConfigError(
+            f"Pass exactly one of `amount` and `target_macs_ratio`, got amount={amount!r}, "
+            f"target_macs_ratio={target_macs_ratio!r}."
+        )
     check_importance_name(importance)
     round_to = check_round_to(round_to)
+    if target_macs_ratio is not None:
+        options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers, round_to=round_to)
+        amount = amount_for_macs_ratio(model, example_inputs, target_macs_ratio, prune_kwargs=options, prune_fn=prune)
+    amount = check_amount(amount)
     ignored = default_ignored_layers(model) if ignored_layers is None else resolve_layers(model, ignored_layers)
     was_training = model.training
     model.eval()  # tracing runs a forward pass: in train mode it would corrupt BatchNorm statistics

@@ -210,7 +210,7 @@ class Spiral:
         start = time.perf_counter()
         trainer.fit(module, datamodule=self.datamodule)
         wall_s = time.perf_counter() - start
-        result = self.measure_and_save(stage, trainer, module, amount=callback.amount, wall_s=wall_s, kept=True)
+        result = self.measure_and_save(stage, trainer, module, amount=callback.applied_amount, wall_s=wall_s, kept=True)
         drop = teacher_result.val_top1 - result.val_top1
         if drop > self.max_accuracy_drop:
             result.kept = False
@@ -296,6 +296,7 @@ class Spiral:
             "teacher_epochs": None if self.teacher_checkpoint else self.teacher_epochs,
             "stage_epochs": list(self.stage_epochs),
             "amount": self.probe_callback.amount,
+            "stage_macs_ratio": self.probe_callback.target_macs_ratio,
             "importance": self.probe_callback.importance,
             "loss": repr(self.loss),
             "seed": self.seed,

@@ -94,3 +94,13 @@ def test_attr_that_is_not_a_module(tiny_data) -> None:
     trainer = quiet_trainer(max_epochs=1, callbacks=[PruningCallback(amount=0.3, attr="missing", verbose=0)])
     with pytest.raises(SpiralConfigError, match=r"`attr` is 'missing', but DocsStyleClassifier.missing is not an nn.Module"):
         trainer.fit(module, datamodule=tiny_data)
+
+
+def test_target_macs_ratio_per_stage(tiny_data) -> None:
+    module = DocsStyleClassifier()
+    example = torch.randn(1, 1, 8, 8)
+    macs = count_macs(module.net, example)
+    callback = PruningCallback(target_macs_ratio=0.5, attr="net", verbose=0)
+    quiet_trainer(max_epochs=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
+    assert 0.45 <= count_macs(module.net, example) / macs <= 0.5
+    assert 0 < callback.applied_amount < 1

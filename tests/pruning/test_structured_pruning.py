@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.models import build_model
 from lightning_spiral.models.spec import spec_of
@@ -104,3 +104,31 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
     model = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
     with pytest.raises(SpiralConfigError, match=match):
         prune(model, torch.randn(1, 1, 8, 8), **kwargs)
+
+
+def test_target_macs_ratio_is_met_from_below_within_two_points() -> None:
+    model = build_model("vgg_bn", num_classes=10, input_shape=CIFAR)
+    example = torch.randn(1, *CIFAR)
+    macs = count_macs(model, example)
+    prune(model, example, target_macs_ratio=0.25)
+    assert 0.23 <= count_macs(model, example) / macs <= 0.25
+    assert spec_of(model).pruning_history  # only the final pruning is recorded, not the search trials
+
+
+def test_unreachable_target_is_a_clear_error() -> None:
+    model = build_model("resnet20", num_classes=10, input_shape=CIFAR)
+    with pytest.raises(PruningError, match=r"`target_macs_ratio`=0.001 cannot be reached in one step"):
+        prune(model, torch.randn(1, *CIFAR), target_macs_ratio=0.001)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, r"Pass exactly one of `amount` and `target_macs_ratio`, got amount=None, target_macs_ratio=None"),
+        ({"amount": 0.2, "target_macs_ratio": 0.5}, r"Pass exactly one of `amount` and `target_macs_ratio`"),
+        ({"target_macs_ratio": 1.0}, r"`target_macs_ratio` must be in the open interval \(0, 1\)"),
+    ],
+)
+def test_amount_or_target(kwargs: dict, match: str) -> None:
+    with pytest.raises(SpiralConfigError, match=match):
+        prune(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), torch.randn(1, 1, 8, 8), **kwargs)

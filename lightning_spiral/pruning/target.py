@@ -1,0 +1,83 @@
+"""Find the channel fraction that brings a network's MACs to a target ratio (a pure search).
+
+Removing a fraction ``p`` of channels from every layer cuts MACs by roughly ``1 - (1 - p)^2``, but
+unpruned layers (the stem's input, the classifier's output), ``round_to`` and global ranking make
+the exact value model-specific. So the amount is found by bisection: each trial prunes a deep copy
+and counts its MACs; the smallest amount whose MACs ratio is at or below the target wins.
+
+Example:
+    >>> import torch
+    >>> from lightning_spiral.models import build_model
+    >>> net = build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))
+    >>> from lightning_spiral.pruning import prune
+    >>> amount = amount_for_macs_ratio(net, torch.randn(1, 3, 32, 32), 0.25, prune_kwargs={}, prune_fn=prune)
+    >>> 0.4 < amount < 0.6
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from lightning_spiral.errors import PruningError, SpiralConfigError
+from lightning_spiral.measure import count_macs
+
+#: Largest channel fraction the search will try: beyond it layers are left with almost nothing.
+MAX_SEARCH_AMOUNT = 0.9
+
+
+def check_macs_ratio(target_macs_ratio: float) -> float:
+    """Validate a MACs ratio target in (0, 1)."""
+    if isinstance(target_macs_ratio, bool) or not isinstance(target_macs_ratio, (int, float)) or not 0 < target_macs_ratio < 1:
+        raise SpiralConfigError(
+            f"`target_macs_ratio` must be in the open interval (0, 1) (e.g. 0.25 keeps a quarter of the MACs), "
+            f"got {target_macs_ratio!r}."
+        )
+    return float(target_macs_ratio)
+
+
+def amount_for_macs_ratio(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    target_macs_ratio: float,
+    *,
+    prune_kwargs: dict[str, Any],
+    prune_fn: Callable[..., nn.Module],
+    iterations: int = 10,
+) -> float:
+    """Smallest channel fraction whose pruned copy of ``model`` has ``<= target_macs_ratio`` of its MACs.
+
+    Args:
+        model: the network (left untouched: every trial prunes a deep copy).
+        example_inputs: a batch of 1 used to trace and count.
+        target_macs_ratio: MACs after / MACs before, in (0, 1).
+        prune_kwargs: the other arguments of :func:`~lightning_spiral.pruning.prune` (importance, ...).
+        prune_fn: the pruning function, called as ``prune_fn(copy, example_inputs, amount=..., **prune_kwargs)``.
+        iterations: bisection steps (10 resolve the amount to ~1e-3).
+    """
+    target = check_macs_ratio(target_macs_ratio)
+    base = count_macs(model, example_inputs)
+
+    def ratio(amount: float) -> float:
+        trial = prune_fn(copy.deepcopy(model), example_inputs, amount=amount, **prune_kwargs)
+        return count_macs(trial, example_inputs) / base
+
+    if ratio(MAX_SEARCH_AMOUNT) > target:
+        raise PruningError(
+            f"`target_macs_ratio`={target} cannot be reached in one step: removing {MAX_SEARCH_AMOUNT:.0%} of the "
+            f"channels leaves {ratio(MAX_SEARCH_AMOUNT):.1%} of the MACs (ignored layers keep theirs). "
+            "Use more stages or fewer `ignored_layers`."
+        )
+    low, high = 0.0, MAX_SEARCH_AMOUNT  # ratio(low) > target >= ratio(high)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        if ratio(middle) <= target:
+            high = middle
+        else:
+            low = middle
+    return high
