@@ -24,7 +24,7 @@ def final_linear(model: nn.Module) -> nn.Linear:
 
 
 def test_model_names_are_the_builtins() -> None:
-    assert MODEL_NAMES == ("small_cnn", "resnet20", "resnet56", "vgg11_bn", "vgg16_bn", "mobilenet_v2")
+    assert MODEL_NAMES == ("small_cnn", "resnet20", "resnet56", "vgg11_bn", "vgg16_bn", "vgg_bn", "mobilenet_v2")
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))
@@ -114,3 +114,10 @@ def test_torch_pruning_halves_channels_and_keeps_outputs(name: str) -> None:
 def test_bad_arguments_raise_config_errors(name, num_classes, input_shape, kwargs, match) -> None:
     with pytest.raises(SpiralConfigError, match=match):
         build_model(name, num_classes=num_classes, input_shape=input_shape, **kwargs)
+
+
+def test_vgg_bn_matches_the_facts_calibration_teacher() -> None:
+    net = build_model("vgg_bn", num_classes=10, input_shape=(3, 32, 32))
+    assert sum(p.numel() for p in net.parameters()) == 585_450  # FACTS.md: 0.59M params, 43.8M MACs
+    with pytest.raises(SpiralConfigError, match=r"`config` must list positive conv widths and 'M' max-pools"):
+        build_model("vgg_bn", num_classes=10, input_shape=(3, 32, 32), config=[16, "X"])
