@@ -98,3 +98,11 @@ def test_bad_override_fails_before_training(tmp_path) -> None:
 def test_bad_pruning_amount_in_config(tmp_path) -> None:
     with pytest.raises(SpiralConfigError, match=r"`amount` must be a channel fraction in the open interval \(0, 1\), got 1.5"):
         build_spiral(_compose("pruning.amount=1.5"), output_dir=tmp_path / "run")
+
+
+def test_teacher_checkpoint_in_config_replaces_the_model(tmp_path) -> None:
+    from lightning_spiral import build_model, save_model
+
+    save_model(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), tmp_path / "teacher.pt")
+    spiral = build_spiral(_compose(f"spiral.teacher_checkpoint={tmp_path / 'teacher.pt'}"), output_dir=tmp_path / "run")
+    assert spiral.model is None and spiral.teacher_checkpoint == tmp_path / "teacher.pt"

@@ -32,7 +32,9 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike) -> Spiral:
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model initialisation is part of the run
     with spiral_errors_unwrapped():
         datamodule = instantiate(cfg.data)
-        model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
+        model = None  # a trained teacher from `spiral.teacher_checkpoint` replaces the configured model
+        if cfg.spiral.get("teacher_checkpoint") is None:
+            model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
         return instantiate(
             cfg.spiral,
             model=model,

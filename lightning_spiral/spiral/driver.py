@@ -71,13 +71,14 @@ class Spiral:
 
     Args:
         model: the network to compress, built by :func:`lightning_spiral.models.build_model`
-            (untrained when ``teacher_checkpoint`` is None: stage 0 trains it).
+            and trained by stage 0; ``None`` when ``teacher_checkpoint`` gives a trained one.
         datamodule: a LightningDataModule with ``num_classes`` and ``input_shape`` attributes and a
             validation split carved from the training data.
         trainer: a partial of ``lightning.pytorch.Trainer``; every stage calls it with ``max_epochs``,
             ``callbacks`` and (unless bound) ``logger`` and ``default_root_dir``.
         pruning: a partial of :class:`PruningCallback` (``amount`` etc. bound); one per stage.
-        loss: the distillation loss used in every pruning stage.
+        loss: the distillation loss used in every pruning stage; ``None`` fine-tunes each stage on
+            the labels alone (iterative pruning without distillation).
         optimizer: optimizer partial for :class:`SpiralModule` (``None``: SGD, lr 0.05).
         scheduler: scheduler partial for :class:`SpiralModule` (``None``: constant lr).
         teacher: ``"original"`` distills every stage from the stage-0 teacher; ``"previous"`` from
@@ -99,11 +100,11 @@ class Spiral:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         datamodule: L.LightningDataModule,
         trainer: Callable[..., L.Trainer],
         pruning: Callable[[], PruningCallback],
-        loss: DistillationLoss,
+        loss: DistillationLoss | None,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         teacher: TeacherMode = "original",
@@ -127,6 +128,11 @@ class Spiral:
                     f"`datamodule` ({type(datamodule).__name__}) has no `{name}` attribute; the spiral needs "
                     "`num_classes` and `input_shape` to build and measure models."
                 )
+        if (model is None) == (teacher_checkpoint is None):
+            raise SpiralConfigError(
+                "Pass exactly one of `model` (trained as the teacher in stage 0) and `teacher_checkpoint` "
+                f"(an already trained model file), got model={type(model).__name__} and teacher_checkpoint={teacher_checkpoint!r}."
+            )
         self.model = model
         self.datamodule = datamodule
         self.trainer_factory = trainer
@@ -242,7 +248,7 @@ class Spiral:
     def make_module(self, student: nn.Module, teacher: nn.Module | None) -> SpiralModule:
         return SpiralModule(
             student,
-            teacher=teacher,
+            teacher=teacher if self.loss is not None else None,
             loss=self.loss if teacher is not None else None,
             num_classes=self.datamodule.num_classes,
             optimizer=self.optimizer,

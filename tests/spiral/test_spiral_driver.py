@@ -99,10 +99,18 @@ def test_a_stage_below_the_accuracy_floor_is_rolled_back(tmp_path) -> None:
 def test_teacher_checkpoint_skips_teacher_training(tmp_path) -> None:
     teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
     save_model(teacher, tmp_path / "teacher.pt")
-    report = make_spiral(tmp_path, teacher_checkpoint=str(tmp_path / "teacher.pt"), max_stages=1).run()
+    report = make_spiral(tmp_path, model=None, teacher_checkpoint=str(tmp_path / "teacher.pt"), max_stages=1).run()
     assert report.settings["teacher_epochs"] is None
     reloaded = load_model(tmp_path / "run" / report.teacher.model_path)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), teacher.state_dict().values()))
+
+
+def test_without_a_loss_stages_fine_tune_on_labels_only(tmp_path) -> None:
+    spiral = make_spiral(tmp_path, loss=None, max_stages=1)
+    module = spiral.make_module(torch.nn.Linear(64, 10), teacher=torch.nn.Linear(64, 10))
+    assert module.teacher is None and module.loss is None
+    report = spiral.run()
+    assert report.stages[0].macs < report.teacher.macs
 
 
 def test_teacher_for_stage() -> None:
@@ -127,7 +135,9 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
         ({"max_accuracy_drop": 2.0}, r"`max_accuracy_drop` must be a fraction in \[0, 1\], got 2.0"),
         ({"max_stages": 0}, r"`max_stages` must be an integer >= 1, got 0"),
         ({"stage_epochs": [1, 2, 3]}, r"`stage_epochs` must be one integer or a list of `max_stages`=2 integers"),
-        ({"teacher_checkpoint": "missing.pt"}, r"`teacher_checkpoint` 'missing.pt' does not exist"),
+        ({"model": None, "teacher_checkpoint": "missing.pt"}, r"`teacher_checkpoint` 'missing.pt' does not exist"),
+        ({"teacher_checkpoint": "t.pt"}, r"Pass exactly one of `model` .* and `teacher_checkpoint`"),
+        ({"model": None}, r"Pass exactly one of `model` .* got model=NoneType and teacher_checkpoint=None"),
         ({"pruning": functools.partial(PruningCallback, amount=1.2)}, r"`amount` must be a channel fraction"),
     ],
 )
