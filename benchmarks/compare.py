@@ -1,0 +1,377 @@
+"""Does spiral compression beat the alternatives at the same budget? One table on real CIFAR-10 images.
+
+One teacher is trained once and cached (keyed by a hash of its settings). Every method then gets the
+same number of training epochs after the teacher and the same optimizer recipe (SGD momentum 0.9,
+Nesterov, weight decay 5e-4, cosine learning rate restarting per stage), and compresses the teacher
+to the same MACs target (20% and 10% of its MACs):
+
+| method            | what it does                                                                |
+| ----------------- | --------------------------------------------------------------------------- |
+| `spiral_original` | lightning-spiral: N stages of prune -> distill, every stage from the teacher |
+| `spiral_previous` | the same, each stage distilled from the previous stage's student            |
+| `iterative_ft`    | the same stages, fine-tuned on labels only (what distillation adds)         |
+| `oneshot_kd`      | one pruning step to the target, then distillation (what the spiral adds)    |
+| `oneshot_ft`      | one pruning step, then fine-tuning on labels only                          |
+| `modelpruning`    | Lightning's `ModelPruning`, l1_unstructured masks, same non-zero parameters  |
+| `scratch`         | the final pruned architecture, re-initialised and trained on labels         |
+| `scratch_kd`      | the same architecture from scratch with distillation                        |
+
+Each (method, target, seed) run is cached in ``--cache-dir`` as it finishes, so an interrupted run
+continues where it stopped. Latency is measured at the end, in one pass, from the saved models
+(median of 20 runs, 2 threads, batch 1 and 64), with the package's own measurement code.
+
+Run:  python benchmarks/compare.py --profile quick   (about 60-80 minutes on a 2-core CPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+import torch.nn as nn
+from lightning.pytorch.callbacks import ModelPruning
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lightning_spiral import KDLoss, PruningCallback, Spiral, SpiralModule, load_model, prune, save_model
+from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
+from lightning_spiral.data import NpzDataModule
+from lightning_spiral.io import rebuild
+from lightning_spiral.measure import count_macs, file_size, measure_latency
+from lightning_spiral.models import build_model
+from lightning_spiral.models.spec import spec_of
+from lightning_spiral.report import machine_info
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"
+METHODS = ("spiral_original", "spiral_previous", "iterative_ft", "oneshot_kd", "oneshot_ft", "modelpruning", "scratch", "scratch_kd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Everything that sets the cost and the difficulty of one benchmark run."""
+
+    model: str
+    model_kwargs: dict[str, Any]
+    teacher_epochs: int
+    teacher_lr: float
+    stage_lr: float
+    stage_epochs: dict[float, list[int]]  # target MACs ratio -> epochs of each spiral stage (sum = budget)
+    seeds: tuple[int, ...]
+    batch_size: int = 128
+    train_subset: int | None = None
+    test_subset: int | None = None
+    temperature: float = 4.0
+    alpha: float = 0.9
+    latency_repeats: int = 20
+
+    @property
+    def targets(self) -> list[float]:
+        return sorted(self.stage_epochs, reverse=True)
+
+    def budget(self, target: float) -> int:
+        return sum(self.stage_epochs[target])
+
+
+PROFILES: dict[str, Profile] = {
+    # FACTS.md's calibration recipe: half-width VGG-BN teacher, 12 epochs for every method.
+    "quick": Profile(
+        model="vgg_bn", model_kwargs={}, teacher_epochs=39, teacher_lr=0.05, stage_lr=0.01,
+        stage_epochs={0.2: [3, 9], 0.1: [2, 2, 8]}, seeds=(0, 1),
+    ),
+    # For a GPU: ResNet-56, longer budgets, three seeds.
+    "full": Profile(
+        model="resnet56", model_kwargs={}, teacher_epochs=160, teacher_lr=0.1, stage_lr=0.01,
+        stage_epochs={0.2: [10, 10, 40], 0.1: [8, 8, 8, 36]}, seeds=(0, 1, 2),
+    ),
+    # Seconds, for the smoke test: tiny subsets, one target, one seed.
+    "smoke": Profile(
+        model="vgg_bn", model_kwargs={"config": [8, "M", 16, "M"]}, teacher_epochs=1, teacher_lr=0.05, stage_lr=0.01,
+        stage_epochs={0.5: [1, 1]}, seeds=(0,), batch_size=64, train_subset=256, test_subset=64, latency_repeats=2,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def trainer_factory(**kwargs: Any) -> L.Trainer:
+    """A quiet CPU Trainer (the package's Spiral adds max_epochs, callbacks and a logger)."""
+    defaults = dict(accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False,
+                    enable_checkpointing=False, logger=False)
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def sgd(lr: float) -> Callable[..., torch.optim.Optimizer]:
+    return functools.partial(torch.optim.SGD, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+COSINE = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR)
+
+
+def example_input(model: nn.Module) -> torch.Tensor:
+    """A batch of one random sample of the model's input shape (from its spec)."""
+    return torch.randn(1, *spec_of(model).input_shape)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+class Benchmark:
+    """Runs, caches and reports every (method, target, seed) of one profile."""
+
+    def __init__(self, profile_name: str, data_path: Path, cache_dir: Path, results_dir: Path, methods: list[str]) -> None:
+        self.name = profile_name
+        self.profile = PROFILES[profile_name]
+        self.data_path = data_path
+        self.cache = cache_dir / profile_name
+        self.results_dir = results_dir
+        self.methods = methods
+
+    def datamodule(self, seed: int) -> NpzDataModule:
+        p = self.profile
+        return NpzDataModule(self.data_path, batch_size=p.batch_size, val_fraction=0.1, seed=seed, augment=True,
+                             train_subset=p.train_subset, test_subset=p.test_subset)
+
+    # ------------------------------------------------------------------------------ the teacher
+    def teacher_path(self) -> Path:
+        p = self.profile
+        key = json.dumps([p.model, p.model_kwargs, p.teacher_epochs, p.teacher_lr, p.batch_size, p.train_subset,
+                          str(self.data_path.resolve())], sort_keys=True)
+        return self.cache / f"teacher_{hashlib.sha256(key.encode()).hexdigest()[:12]}" / "model.pt"
+
+    def teacher(self) -> Path:
+        """Train the teacher once (seed 0) or reuse the cached one."""
+        path = self.teacher_path()
+        if path.with_name("result.json").is_file():
+            return path
+        p = self.profile
+        L.seed_everything(0, workers=True, verbose=False)
+        data = self.datamodule(seed=0)
+        model = build_model(p.model, num_classes=data.num_classes, input_shape=data.input_shape, **p.model_kwargs)
+        module = SpiralModule(model, num_classes=data.num_classes, optimizer=sgd(p.teacher_lr), scheduler=COSINE)
+        trainer = trainer_factory(max_epochs=p.teacher_epochs)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data)
+        wall = time.perf_counter() - start
+        top1 = trainer.test(module, datamodule=data, verbose=False)[0]["test/top1"]
+        save_model(model, path)
+        write_json(path.with_name("result.json"), {"top1": top1, "wall_s": wall, "model_path": str(path)})
+        return path
+
+    # -------------------------------------------------------------------------------- one run
+    def run_dir(self, method: str, target: float, seed: int) -> Path:
+        return self.cache / method / f"t{target}_s{seed}"
+
+    def run(self, method: str, target: float, seed: int) -> dict[str, Any]:
+        """Run (or reuse) one method at one target and seed; return its result record."""
+        out = self.run_dir(method, target, seed)
+        if (out / "result.json").is_file():
+            return json.loads((out / "result.json").read_text())
+        start = time.perf_counter()
+        result = getattr(self, f"run_{method}")(target, seed, out)
+        result.update(method=method, target=target, seed=seed, total_wall_s=time.perf_counter() - start)
+        write_json(out / "result.json", result)
+        print(f"[compare] {method:16s} target {target:.2f} seed {seed}: top-1 {result['top1']:.4f}, "
+              f"MACs {result['macs']:,}, {result['wall_s']:.0f} s", flush=True)
+        return result
+
+    def spiral(self, target: float, seed: int, out: Path, *, stages: list[int], teacher: str, distill: bool) -> dict[str, Any]:
+        """A lightning-spiral run with the teacher from the cache; ``len(stages)`` stages reach ``target``."""
+        p = self.profile
+        per_stage = target ** (1 / len(stages))  # equal MACs ratio per stage lands on the target
+        spiral = Spiral(
+            model=None,
+            teacher_checkpoint=str(self.teacher()),
+            datamodule=self.datamodule(seed),
+            trainer=trainer_factory,
+            pruning=functools.partial(PruningCallback, target_macs_ratio=per_stage, verbose=0),
+            loss=KDLoss(temperature=p.temperature, alpha=p.alpha) if distill else None,
+            optimizer=sgd(p.stage_lr),
+            scheduler=COSINE,
+            teacher=teacher,
+            target_macs_ratio=min(1.0, target * 1.02),
+            max_stages=len(stages),
+            max_accuracy_drop=1.0,  # equal budgets: no rollback inside the benchmark
+            stage_epochs=stages,
+            output_dir=str(out),
+            overwrite=True,  # a run without result.json was interrupted: redo it
+            seed=seed,
+            latency_repeats=2,  # latency is measured later, in one quiet pass
+        )
+        report = spiral.run()
+        final = report.final
+        return {"top1": final.top1, "params": final.params, "macs": final.macs, "size_bytes": final.size_bytes,
+                "model_path": str(out / final.model_path), "wall_s": sum(s.wall_s for s in report.stages),
+                "stages": [dataclasses.asdict(s) for s in report.stages]}
+
+    def run_spiral_original(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="original", distill=True)
+
+    def run_spiral_previous(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="previous", distill=True)
+
+    def run_iterative_ft(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="original", distill=False)
+
+    def run_oneshot_kd(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.spiral(target, seed, out, stages=[self.profile.budget(target)], teacher="original", distill=True)
+
+    def run_oneshot_ft(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.spiral(target, seed, out, stages=[self.profile.budget(target)], teacher="original", distill=False)
+
+    def train_student(self, student: nn.Module, target: float, seed: int, *, distill: bool, callbacks: list[L.Callback]) -> tuple[float, float]:
+        """Train ``student`` for the budget with the stage recipe; return (test top-1, wall seconds)."""
+        p = self.profile
+        L.seed_everything(seed, workers=True, verbose=False)
+        data = self.datamodule(seed)
+        teacher = load_model(self.teacher()) if distill else None
+        module = SpiralModule(student, teacher, loss=KDLoss(temperature=p.temperature, alpha=p.alpha) if distill else None,
+                              num_classes=data.num_classes, optimizer=sgd(p.stage_lr), scheduler=COSINE)
+        trainer = trainer_factory(max_epochs=p.budget(target), callbacks=callbacks)
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data)
+        wall = time.perf_counter() - start
+        return trainer.test(module, datamodule=data, verbose=False)[0]["test/top1"], wall
+
+    def run_modelpruning(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        """Lightning's ModelPruning: global L1 unstructured masks with the one-shot model's non-zero count.
+
+        Used as its docs show: masks applied at the end of epoch 0, kept while the remaining epochs
+        fine-tune on labels, made permanent at the end (no lottery-ticket rewind).
+        """
+        structured = json.loads((self.run_dir("oneshot_ft", target, seed) / "result.json").read_text())
+        student = load_model(self.teacher()).train()
+        weights = [(m, "weight") for m in student.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        prunable = sum(m.weight.numel() for m, _ in weights)
+        total = sum(q.numel() for q in student.parameters())
+        amount = (total - structured["params"]) / prunable
+        pruning = ModelPruning("l1_unstructured", parameters_to_prune=weights, amount=lambda epoch: amount if epoch == 0 else 0.0,
+                               use_global_unstructured=True, make_pruning_permanent=True,
+                               use_lottery_ticket_hypothesis=False, verbose=0)
+        top1, wall = self.train_student(student, target, seed, distill=False, callbacks=[pruning])
+        save_model(student, out / "model.pt")
+        nonzero = sum(int((q != 0).sum()) for q in student.parameters())
+        return {"top1": top1, "params": nonzero, "macs": count_macs(student, example_input(student)),
+                "size_bytes": file_size(out / "model.pt"), "model_path": str(out / "model.pt"), "wall_s": wall,
+                "mask_amount": amount}
+
+    def scratch(self, target: float, seed: int, out: Path, *, distill: bool) -> dict[str, Any]:
+        """The one-shot pruned architecture with fresh weights (``reset_parameters`` per layer)."""
+        pruned = load_model(self.run_dir("oneshot_ft", target, seed) / "stage_1" / "model.pt")
+        student = rebuild(spec_of(pruned))
+        L.seed_everything(seed, workers=True, verbose=False)
+        for module in student.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        top1, wall = self.train_student(student.train(), target, seed, distill=distill, callbacks=[])
+        save_model(student, out / "model.pt")
+        return {"top1": top1, "params": sum(q.numel() for q in student.parameters()),
+                "macs": count_macs(student, example_input(student)), "size_bytes": file_size(out / "model.pt"),
+                "model_path": str(out / "model.pt"), "wall_s": wall}
+
+    def run_scratch(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.scratch(target, seed, out, distill=False)
+
+    def run_scratch_kd(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.scratch(target, seed, out, distill=True)
+
+    # --------------------------------------------------------------------------------- the loop
+    def run_all(self) -> dict[str, Any]:
+        teacher_path = self.teacher()
+        for target in self.profile.targets:
+            for seed in self.profile.seeds:
+                # oneshot_ft first: modelpruning and scratch reuse its architecture and parameter count
+                for method in sorted(self.methods, key=lambda m: m != "oneshot_ft"):
+                    self.run(method, target, seed)
+        return self.summarise(teacher_path)
+
+    def summarise(self, teacher_path: Path) -> dict[str, Any]:
+        """Aggregate seeds, measure latency of every final model in one pass, write JSON/markdown/plot."""
+        p = self.profile
+        teacher = load_model(teacher_path)
+        shape = spec_of(teacher).input_shape
+        latency = functools.partial(measure_latency, input_shape=shape, repeats=p.latency_repeats, threads=2)
+        teacher_record = json.loads(teacher_path.with_name("result.json").read_text())
+        teacher_row = {"top1": teacher_record["top1"], "params": sum(q.numel() for q in teacher.parameters()),
+                       "macs": count_macs(teacher, torch.randn(1, *shape)), "size_bytes": file_size(teacher_path),
+                       "latency_ms_b1": latency(teacher, batch_size=1), "latency_ms_b64": latency(teacher, batch_size=64),
+                       "wall_s": teacher_record["wall_s"], "epochs": p.teacher_epochs}
+        rows = []
+        for target in p.targets:
+            for method in self.methods:
+                runs = [self.run(method, target, seed) for seed in p.seeds]
+                model = load_model(runs[0]["model_path"])
+                top1s = [r["top1"] for r in runs]
+                rows.append({
+                    "method": method, "target": target, "top1": statistics.mean(top1s),
+                    "top1_std": statistics.stdev(top1s) if len(top1s) > 1 else 0.0, "seeds": len(runs),
+                    "top1_per_seed": top1s, "params": runs[0]["params"], "macs": runs[0]["macs"],
+                    "macs_ratio": runs[0]["macs"] / teacher_row["macs"],
+                    "latency_ms_b1": latency(model, batch_size=1), "latency_ms_b64": latency(model, batch_size=64),
+                    "size_bytes": runs[0]["size_bytes"], "wall_s": statistics.mean(r["wall_s"] for r in runs),
+                    "epochs": p.budget(target),
+                })
+        results = {"profile": self.name, "settings": dataclasses.asdict(p) | {"stage_epochs": {str(k): v for k, v in p.stage_epochs.items()}},
+                   "data": str(self.data_path), "machine": machine_info(threads=2), "command": " ".join(sys.argv),
+                   "teacher": teacher_row, "rows": rows}
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.results_dir / f"{self.name}.json", results)
+        atomic_write_bytes(self.results_dir / f"{self.name}.png", plot(results))
+        return results
+
+
+def plot(results: dict[str, Any]) -> bytes:
+    """Top-1 against MACs and against batch-64 latency: every method, both targets, and the teacher."""
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    teacher = results["teacher"]
+    for axis, key, label in zip(figure.subplots(1, 2), ("macs", "latency_ms_b64"), ("MACs (millions)", "batch-64 latency (ms, CPU)")):
+        scale = 1e6 if key == "macs" else 1.0
+        for method in METHODS:
+            rows = [r for r in results["rows"] if r["method"] == method]
+            if rows:
+                axis.errorbar([r[key] / scale for r in rows], [100 * r["top1"] for r in rows],
+                              yerr=[100 * r["top1_std"] for r in rows], marker="o", linestyle="", capsize=3, label=method)
+        axis.scatter([teacher[key] / scale], [100 * teacher["top1"]], marker="*", s=200, color="black", label="teacher")
+        axis.set_xlabel(label)
+        axis.set_ylabel("test top-1 (%)")
+        axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="npz with x_train, y_train, x_test, y_test")
+    parser.add_argument("--cache-dir", type=Path, default=HERE / "cache")
+    parser.add_argument("--results-dir", type=Path, default=HERE / "results")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    args = parser.parse_args(argv)
+    if not args.data.is_file():
+        parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. ../shared/data/cifar10_subset.npz)")
+    if {"modelpruning", "scratch", "scratch_kd"} & set(args.methods) and "oneshot_ft" not in args.methods:
+        parser.error("--methods modelpruning/scratch/scratch_kd reuse the oneshot_ft architecture: add oneshot_ft")
+    torch.set_num_threads(2)
+    results = Benchmark(args.profile, args.data, args.cache_dir, args.results_dir, args.methods).run_all()
+    print(json.dumps({"teacher_top1": results["teacher"]["top1"],
+                      "rows": [(r["method"], r["target"], round(r["top1"], 4)) for r in results["rows"]]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
