@@ -330,7 +330,52 @@ class Benchmark:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.results_dir / f"{self.name}.json", results)
         atomic_write_bytes(self.results_dir / f"{self.name}.png", plot(results))
+        update_results_section(self.results_dir.parent / "RESULTS.md", f"compare:{self.name}", render_markdown(results))
         return results
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """One table per target: accuracy (mean ± std over seeds), size, speed and cost of every method."""
+    teacher, machine = results["teacher"], results["machine"]
+    lines = [
+        f"Profile `{results['profile']}` — command `{results['command']}` — {machine.get('date', '')[:10]}, "
+        f"{machine.get('cpu_count')} CPU cores, {machine.get('threads')} threads, torch {machine.get('torch')}, "
+        f"lightning {machine.get('lightning')}, torch-pruning {machine.get('torch_pruning')}.",
+        "",
+        f"Teacher: test top-1 **{100 * teacher['top1']:.2f}%**, {teacher['params'] / 1e6:.2f}M params, "
+        f"{teacher['macs'] / 1e6:.1f}M MACs, {teacher['latency_ms_b1']:.2f} ms (batch 1) / {teacher['latency_ms_b64']:.1f} ms "
+        f"(batch 64), {teacher['epochs']} epochs in {teacher['wall_s']:.0f} s.",
+    ]
+    for target in sorted({row["target"] for row in results["rows"]}, reverse=True):
+        lines += [
+            "",
+            f"**Target: {target:.0%} of the teacher's MACs** (test top-1 on the full test split, mean ± std over seeds)",
+            "",
+            "| method | top-1 % | Δ pts vs teacher | seeds | params | MACs % | b1 ms | b64 ms | speed-up b64 | speed-up ÷ MACs reduction | size | train s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in sorted((r for r in results["rows"] if r["target"] == target), key=lambda r: -r["top1"]):
+            speedup = teacher["latency_ms_b64"] / row["latency_ms_b64"]
+            reduction = teacher["macs"] / row["macs"]
+            lines.append(
+                f"| {row['method']} | {100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | "
+                f"{100 * (row['top1'] - teacher['top1']):+.2f} | {row['seeds']} | {row['params'] / 1e3:.0f}K | "
+                f"{100 * row['macs_ratio']:.1f} | {row['latency_ms_b1']:.2f} | {row['latency_ms_b64']:.1f} | "
+                f"{speedup:.2f}× | {speedup / reduction:.2f} | {row['size_bytes'] / 1e3:.0f} kB | {row['wall_s']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def update_results_section(path: Path, name: str, body: str) -> None:
+    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` (appended if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.is_file() else "# Benchmark results\n"
+    block = f"{start}\n{body}{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + f"\n\n## compare.py — {name.split(':')[-1]} profile\n\n{block}\n"
+    atomic_write_text(path, text)
 
 
 def plot(results: dict[str, Any]) -> bytes:

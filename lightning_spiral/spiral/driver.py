@@ -53,6 +53,7 @@ from lightning_spiral.io import load_model, save_model
 from lightning_spiral.measure import file_size, measure_model
 from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
 from lightning_spiral.pruning import PruningCallback
+from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, write_report
 from lightning_spiral.spiral.validation import check_fraction, check_positive_int, check_stage_epochs
 
@@ -84,6 +85,10 @@ class Spiral:
         teacher: ``"original"`` distills every stage from the stage-0 teacher; ``"previous"`` from
             the last kept student.
         target_macs_ratio: stop once the student's MACs are at most this fraction of the teacher's.
+        schedule: ``"constant"`` prunes each stage as the ``pruning`` partial says (e.g. the same
+            ``amount``); ``"geometric"``, ``"linear"`` or ``"cubic"`` (AGP) instead give stage k a MACs
+            target from :func:`~lightning_spiral.pruning.schedule.stage_macs_ratios` so that stage
+            ``max_stages`` lands on ``target_macs_ratio``.
         max_stages: the most pruning stages to run.
         max_accuracy_drop: largest allowed fall of validation top-1 below the teacher's, as a
             fraction (0.02 = 2 points); a stage that falls further is rolled back and the spiral stops.
@@ -109,6 +114,7 @@ class Spiral:
         scheduler: SchedulerFactory | None = None,
         teacher: TeacherMode = "original",
         target_macs_ratio: float = 0.5,
+        schedule: Literal["constant", "geometric", "linear", "cubic"] = "constant",
         max_stages: int = 3,
         max_accuracy_drop: float = 0.02,
         teacher_epochs: int = 10,
@@ -144,6 +150,12 @@ class Spiral:
         self.teacher_mode = teacher
         self.target_macs_ratio = check_fraction("target_macs_ratio", target_macs_ratio, open_low=True)
         self.max_stages = check_positive_int("max_stages", max_stages)
+        if schedule not in ("constant", *SCHEDULE_NAMES):
+            raise SpiralConfigError(f"`schedule` must be one of {['constant', *SCHEDULE_NAMES]}, got {schedule!r}.")
+        self.schedule = schedule
+        self.stage_targets = (
+            None if schedule == "constant" else stage_macs_ratios(min(self.target_macs_ratio, 0.999), self.max_stages, schedule)
+        )
         self.max_accuracy_drop = check_fraction("max_accuracy_drop", max_accuracy_drop)
         self.teacher_epochs = check_positive_int("teacher_epochs", teacher_epochs)
         self.stage_epochs = check_stage_epochs(stage_epochs, self.max_stages)
@@ -176,7 +188,8 @@ class Spiral:
         original_teacher, current = teacher, teacher
         for stage in range(1, self.max_stages + 1):
             stage_teacher = teacher_for_stage(self.teacher_mode, original=original_teacher, previous=current)
-            student, result = self.run_pruning_stage(stage, stage_teacher, current, teacher_result)
+            previous_macs = report.stages[-1].macs if report.stages else teacher_result.macs
+            student, result = self.run_pruning_stage(stage, stage_teacher, current, teacher_result, previous_macs)
             report.stages.append(result)
             self.write(report)
             if not result.kept:
@@ -205,12 +218,12 @@ class Spiral:
         return teacher, self.measure_and_save(0, trainer, module, amount=0.0, wall_s=wall_s, kept=True, note="teacher")
 
     def run_pruning_stage(
-        self, stage: int, teacher: nn.Module, previous: nn.Module, teacher_result: StageResult
+        self, stage: int, teacher: nn.Module, previous: nn.Module, teacher_result: StageResult, previous_macs: int
     ) -> tuple[nn.Module, StageResult]:
         """Stage k: prune a copy of ``previous`` in ``setup``, distill it from ``teacher``, judge it."""
         L.seed_everything(self.seed + stage, workers=True, verbose=False)
         student = copy.deepcopy(previous).train()
-        callback = self.pruning_factory()
+        callback = self.stage_callback(stage, teacher_result.macs, previous_macs)
         trainer = self.make_trainer(stage, epochs=self.stage_epochs[stage - 1], callbacks=[callback])
         module = self.make_module(student, teacher=teacher)
         start = time.perf_counter()
@@ -231,6 +244,13 @@ class Spiral:
         return student, result
 
     # ------------------------------------------------------------------------------- the parts
+    def stage_callback(self, stage: int, teacher_macs: int, previous_macs: int) -> PruningCallback:
+        """The stage's PruningCallback: as configured, or aimed at the schedule's MACs ratio."""
+        if self.stage_targets is None:
+            return self.pruning_factory()
+        relative = self.stage_targets[stage - 1] * teacher_macs / previous_macs
+        return self.pruning_factory(amount=None, target_macs_ratio=min(relative, 0.999))
+
     def make_trainer(self, stage: int, epochs: int, callbacks: list[L.Callback]) -> L.Trainer:
         """A fresh Trainer for ``stage``; callbacks bound in the partial are copied, not shared."""
         bound = self.trainer_factory.keywords if isinstance(self.trainer_factory, functools.partial) else {}
@@ -297,6 +317,7 @@ class Spiral:
         return {
             "teacher": self.teacher_mode,
             "target_macs_ratio": self.target_macs_ratio,
+            "schedule": self.schedule,
             "max_stages": self.max_stages,
             "max_accuracy_drop": self.max_accuracy_drop,
             "teacher_epochs": None if self.teacher_checkpoint else self.teacher_epochs,

@@ -113,6 +113,13 @@ def test_without_a_loss_stages_fine_tune_on_labels_only(tmp_path) -> None:
     assert report.stages[0].macs < report.teacher.macs
 
 
+def test_geometric_schedule_lands_on_the_target_in_max_stages(tmp_path) -> None:
+    report = make_spiral(tmp_path, schedule="geometric", target_macs_ratio=0.3, max_stages=2, max_accuracy_drop=1.0).run()
+    ratios = [stage.macs / report.teacher.macs for stage in report.stages]
+    assert len(ratios) == 2
+    assert 0.5 <= ratios[0] <= 0.55 and 0.27 <= ratios[1] <= 0.3  # sqrt(0.3) = 0.548, then 0.3
+
+
 def test_teacher_for_stage() -> None:
     original, previous = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
     assert teacher_for_stage("original", original=original, previous=previous) is original
@@ -134,6 +141,7 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
         ({"target_macs_ratio": 0.0}, r"`target_macs_ratio` must be a fraction in \(0, 1\], got 0.0"),
         ({"max_accuracy_drop": 2.0}, r"`max_accuracy_drop` must be a fraction in \[0, 1\], got 2.0"),
         ({"max_stages": 0}, r"`max_stages` must be an integer >= 1, got 0"),
+        ({"schedule": "agp"}, r"`schedule` must be one of \['constant', 'geometric', 'linear', 'cubic'\], got 'agp'"),
         ({"stage_epochs": [1, 2, 3]}, r"`stage_epochs` must be one integer or a list of `max_stages`=2 integers"),
         ({"model": None, "teacher_checkpoint": "missing.pt"}, r"`teacher_checkpoint` 'missing.pt' does not exist"),
         ({"teacher_checkpoint": "t.pt"}, r"Pass exactly one of `model` .* and `teacher_checkpoint`"),

@@ -1,0 +1,50 @@
+"""Smoke tests of the benchmark scripts: they run end to end on tiny settings (numbers not checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _tiny_npz(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    labels = np.arange(400) % 10
+    images = (rng.integers(0, 255, (400, 32, 32, 3)) * 0.3 + labels[:, None, None, None] * 15).astype(np.uint8)
+    np.savez(path, x_train=images[:300], y_train=labels[:300], x_test=images[300:], y_test=labels[300:])
+    return path
+
+
+@pytest.mark.slow
+def test_compare_smoke_profile_writes_every_method(tmp_path) -> None:
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    command = [sys.executable, str(BENCHMARKS / "compare.py"), "--profile", "smoke", "--data", str(data),
+               "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "results")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results" / "smoke.json").read_text())
+    methods = {row["method"] for row in results["rows"]}
+    assert methods == {"spiral_original", "spiral_previous", "iterative_ft", "oneshot_kd", "oneshot_ft",
+                       "modelpruning", "scratch", "scratch_kd"}
+    required = {"method", "target", "top1", "top1_std", "seeds", "params", "macs", "latency_ms_b1",
+                "latency_ms_b64", "size_bytes", "wall_s"}
+    assert all(required <= set(row) for row in results["rows"])
+    structured = [row for row in results["rows"] if row["method"] != "modelpruning"]
+    assert all(row["macs"] < results["teacher"]["macs"] for row in structured)
+    assert (tmp_path / "results" / "smoke.png").read_bytes()[:4] == b"\x89PNG"
+    # resumable: a second run reuses every cached result and trains nothing
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "[compare]" not in again.stdout
+
+
+def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--data", str(tmp_path / "none.npz")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "none.npz' does not exist" in result.stderr
