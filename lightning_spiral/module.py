@@ -106,14 +106,21 @@ class SpiralModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.student(x)
 
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss the student is trained with (distillation, or CE without a teacher) and its logits."""
+        logits = self.student(x)  # (N, C)
+        if self.teacher is None:
+            return F.cross_entropy(logits.float(), target), logits
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)  # (N, C)
+        return self.loss(logits, teacher_logits, target), logits
+
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: Split) -> torch.Tensor:
         x, target = batch
-        logits = self.student(x)  # (N, C)
-        if split == "train" and self.teacher is not None:
-            with torch.no_grad():
-                teacher_logits = self.teacher(x)  # (N, C)
-            loss = self.loss(logits, teacher_logits, target)
-        else:
+        if split == "train":
+            loss, logits = self.training_loss(x, target)
+        else:  # validation and test: the student's own cross-entropy, comparable across stages
+            logits = self.student(x)
             loss = F.cross_entropy(logits.float(), target)
         if not torch.isfinite(loss):
             raise StageFailedError(

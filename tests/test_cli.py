@@ -54,7 +54,9 @@ def test_cli_bad_value_exits_non_zero_naming_it(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_cli_runs_under_ddp_on_two_cpu_processes(tmp_path) -> None:
-    result = _run([*TINY, "spiral.max_stages=1", "trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    # taylor: gradient-based importance, averaged across ranks; a rank mismatch would raise PruningError
+    result = _run([*TINY, "spiral.max_stages=1", "trainer=ddp_cpu", "pruning.importance=taylor",
+                   f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert len(report["stages"]) == 1

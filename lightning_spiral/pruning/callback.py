@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
-from lightning_spiral.pruning.importance import ImportanceName, check_importance_name
+from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
 from lightning_spiral.pruning.structured import check_amount, check_round_to, prune
 from lightning_spiral.pruning.target import amount_for_macs_ratio, check_macs_ratio
 
@@ -38,7 +38,10 @@ class PruningCallback(L.Callback):
         amount: channel fraction in (0, 1) removed in this fit (one spiral stage).
         target_macs_ratio: instead of ``amount``: remove as many channels as needed to keep at most
             this fraction of the network's MACs (found by bisection before pruning).
-        importance: channel criterion: ``"l1"``, ``"l2"`` or ``"random"``.
+        importance: channel criterion: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"taylor"``, ``"fpgm"`` or
+            ``"random"``. ``"taylor"`` accumulates gradients of the module's training loss (the
+            distillation loss for :class:`~lightning_spiral.SpiralModule`) over ``taylor_batches``
+            batches first; under DDP they are averaged across ranks so every rank prunes alike.
         ignored_layers: module paths (relative to the pruned network) whose output channels are
             kept; ``None`` keeps the final classifier.
         global_pruning: rank channels across layers instead of per layer.
@@ -48,6 +51,7 @@ class PruningCallback(L.Callback):
             else the LightningModule itself.
         example_input_shape: shape of one input sample used to trace the graph, e.g. ``(3, 32, 32)``;
             ``None`` uses the module's ``example_input_array`` or one batch of the training data.
+        taylor_batches: training batches whose gradients feed the ``"taylor"`` criterion.
         verbose: 0 silent, 1 one line per pruning, 2 also the layer widths.
 
     The callback prunes once per instance (``state_dict()["pruned"]``); build a new one per stage.
@@ -63,6 +67,7 @@ class PruningCallback(L.Callback):
         round_to: int | None = None,
         attr: str | None = None,
         example_input_shape: Sequence[int] | None = None,
+        taylor_batches: int = 8,
         verbose: int = 1,
     ) -> None:
         super().__init__()
@@ -87,6 +92,9 @@ class PruningCallback(L.Callback):
                 f"got {example_input_shape!r}."
             )
         self.example_input_shape = None if example_input_shape is None else tuple(int(d) for d in example_input_shape)
+        if isinstance(taylor_batches, bool) or not isinstance(taylor_batches, int) or taylor_batches < 1:
+            raise SpiralConfigError(f"`taylor_batches` must be an integer >= 1, got {taylor_batches!r}.")
+        self.taylor_batches = taylor_batches
         if verbose not in (0, 1, 2):
             raise SpiralConfigError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
         self.verbose = verbose
@@ -100,7 +108,10 @@ class PruningCallback(L.Callback):
         network = self.network_of(pl_module)
         example_inputs = self.example_inputs(trainer, pl_module, network)
         before = (count_params(network), count_macs(network, example_inputs))
+        if needs_gradients(self.importance):
+            self.accumulate_gradients(trainer, pl_module, network)
         self.prune_network(network, example_inputs)
+        network.zero_grad(set_to_none=True)
         after = (count_params(network), count_macs(network, example_inputs))
         self.pruned = True
         self.summary = {"params_before": before[0], "macs_before": before[1], "params_after": after[0], "macs_after": after[1]}
@@ -140,6 +151,35 @@ class PruningCallback(L.Callback):
             amount = amount_for_macs_ratio(network, example_inputs, self.target_macs_ratio, prune_kwargs=options, prune_fn=prune)
         prune(network, example_inputs, amount=amount, **options)
         self.applied_amount = amount
+
+    def accumulate_gradients(self, trainer: L.Trainer, pl_module: L.LightningModule, network: nn.Module) -> None:
+        """Sum gradients of the training loss over ``taylor_batches`` batches, averaged across ranks.
+
+        The network is kept in eval mode so BatchNorm statistics are not changed by this look-ahead.
+        """
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            raise SpiralConfigError("`importance`='taylor' needs training batches: fit with a datamodule.")
+        was_training = network.training
+        network.eval()
+        network.zero_grad(set_to_none=True)
+        device = next(network.parameters()).device
+        try:
+            for index, (x, target) in enumerate(datamodule.train_dataloader()):
+                if index == self.taylor_batches:
+                    break
+                x, target = x.to(device), target.to(device)
+                if hasattr(pl_module, "training_loss"):
+                    loss = pl_module.training_loss(x, target)[0]
+                else:
+                    loss = torch.nn.functional.cross_entropy(network(x), target)
+                loss.backward()
+        finally:
+            network.train(was_training)
+        if trainer.world_size > 1:
+            for parameter in network.parameters():
+                if parameter.grad is not None:
+                    parameter.grad = trainer.strategy.reduce(parameter.grad, reduce_op="mean")
 
     def network_of(self, pl_module: L.LightningModule) -> nn.Module:
         """The network to prune: ``pl_module.<attr>``, its ``student``, or the module itself."""

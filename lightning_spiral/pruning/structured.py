@@ -27,7 +27,7 @@ import torch_pruning as tp
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.spec import PruningStep, spec_of
-from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance
+from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
 from lightning_spiral.pruning.target import amount_for_macs_ratio
 
 
@@ -94,7 +94,8 @@ def prune(
         amount: channel fraction to remove from each prunable layer (or overall when ``global_pruning``).
         target_macs_ratio: instead of ``amount``: keep at most this fraction of the model's current
             MACs; the amount is found by bisection (:func:`amount_for_macs_ratio`).
-        importance: criterion ranking the channels: ``"l1"``, ``"l2"`` or ``"random"``.
+        importance: criterion ranking the channels (see :mod:`~lightning_spiral.pruning.importance`);
+            ``"taylor"`` needs ``.grad`` on the weights.
         global_pruning: rank channels across layers instead of removing ``amount`` from every layer.
         ignored_layers: modules or module paths whose *output* channels are kept; ``None`` keeps the
             final classifier (the last ``nn.Linear``) so the number of classes is unchanged.
@@ -110,6 +111,12 @@ def prune(
         )
     check_importance_name(importance)
     round_to = check_round_to(round_to)
+    if needs_gradients(importance) and not any(p.grad is not None for p in model.parameters()):
+        raise SpiralConfigError(
+            f"`importance`={importance!r} ranks channels by weight x gradient, but no parameter of "
+            f"{type(model).__name__} has a gradient. Call `loss.backward()` on a few batches first "
+            "(PruningCallback does this for you)."
+        )
     if target_macs_ratio is not None:
         options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers, round_to=round_to)
         amount = amount_for_macs_ratio(model, example_inputs, target_macs_ratio, prune_kwargs=options, prune_fn=prune)

@@ -79,7 +79,7 @@ def test_state_dict_round_trip() -> None:
     [
         ({"amount": 1.5}, r"`amount` must be a channel fraction in the open interval \(0, 1\), got 1.5"),
         ({"amount": -0.2}, r"`amount` must be .*got -0.2"),
-        ({"amount": 0.3, "importance": "taylorr"}, r"`importance` must be one of \['l1', 'l2', 'random'\], got 'taylorr'"),
+        ({"amount": 0.3, "importance": "taylorr"}, r"`importance` must be one of \['l1', 'l2', 'bn_scale', 'taylor', 'fpgm', 'random'\], got 'taylorr'"),
         ({"amount": 0.3, "verbose": 3}, r"`verbose` must be 0, 1 or 2, got 3"),
         ({"amount": 0.3, "example_input_shape": (3, 0, 32)}, r"`example_input_shape` must be the shape of one sample"),
     ],
@@ -104,3 +104,18 @@ def test_target_macs_ratio_per_stage(tiny_data) -> None:
     quiet_trainer(max_epochs=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
     assert 0.45 <= count_macs(module.net, example) / macs <= 0.5
     assert 0 < callback.applied_amount < 1
+
+
+def test_taylor_importance_uses_the_distillation_loss(tiny_data) -> None:
+    student = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    params = count_params(student)
+    callback = PruningCallback(amount=0.5, importance="taylor", taylor_batches=2, verbose=0)
+    module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10)
+    running_mean = student.features[0][1].running_mean.clone()
+    quiet_trainer(max_epochs=1, limit_train_batches=0, callbacks=[callback]).fit(module, datamodule=tiny_data)
+    assert count_params(module.student) < 0.5 * params
+    assert all(p.grad is None for p in teacher.parameters())
+    kept = module.student.features[0][1].running_mean
+    assert kept.shape[0] < running_mean.shape[0]  # pruned, and the look-ahead left BN statistics alone:
+    assert all(any(torch.equal(v, w) for w in running_mean) for v in kept)

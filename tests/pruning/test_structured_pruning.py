@@ -95,7 +95,7 @@ def test_pruning_does_not_touch_batchnorm_statistics() -> None:
     [
         ({"amount": 0.0}, r"`amount` must be a channel fraction in the open interval \(0, 1\), got 0.0"),
         ({"amount": 1.0}, r"`amount` must be .* got 1.0"),
-        ({"amount": 0.3, "importance": "l3"}, r"`importance` must be one of \['l1', 'l2', 'random'\], got 'l3'"),
+        ({"amount": 0.3, "importance": "l3"}, r"`importance` must be one of \['l1', 'l2', 'bn_scale', 'taylor', 'fpgm', 'random'\], got 'l3'"),
         ({"amount": 0.3, "round_to": 0}, r"`round_to` must be None or an integer >= 1"),
         ({"amount": 0.3, "ignored_layers": ["nope"]}, r"`ignored_layers` names 'nope', which is not a module"),
     ],
@@ -132,3 +132,32 @@ def test_unreachable_target_is_a_clear_error() -> None:
 def test_amount_or_target(kwargs: dict, match: str) -> None:
     with pytest.raises(SpiralConfigError, match=match):
         prune(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), torch.randn(1, 1, 8, 8), **kwargs)
+
+
+@pytest.mark.parametrize("importance", ["l2", "bn_scale", "fpgm", "random"])
+def test_every_gradient_free_criterion_shrinks_and_trains(importance: str) -> None:
+    model = build_model("resnet20", num_classes=10, input_shape=CIFAR)
+    params = count_params(model)
+    prune(model, torch.randn(1, *CIFAR), amount=0.5, importance=importance)
+    assert count_params(model) < 0.5 * params
+    assert torch.isfinite(torch.tensor(_train_one_step(model, CIFAR)))
+
+
+def test_taylor_uses_gradients_and_needs_them() -> None:
+    model = build_model("resnet20", num_classes=10, input_shape=CIFAR)
+    with pytest.raises(SpiralConfigError, match=r"`importance`='taylor' ranks channels by weight x gradient"):
+        prune(model, torch.randn(1, *CIFAR), amount=0.5, importance="taylor")
+    F.cross_entropy(model(torch.randn(8, *CIFAR)), torch.randint(0, 10, (8,))).backward()
+    params = count_params(model)
+    prune(model, torch.randn(1, *CIFAR), amount=0.5, importance="taylor")
+    assert count_params(model) < 0.5 * params
+    assert torch.isfinite(torch.tensor(_train_one_step(model, CIFAR)))
+
+
+def test_bn_scale_removes_the_channels_with_the_smallest_gamma() -> None:
+    model = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8), widths=[8, 8])
+    bn = model.features[0][1]
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([5.0, 0.01, 4.0, 0.02, 3.0, 0.03, 2.0, 0.04]))
+    prune(model, torch.randn(1, 1, 8, 8), amount=0.5, importance="bn_scale", ignored_layers=["features.1.0", "head"])
+    assert sorted(bn.weight.tolist()) == pytest.approx([2.0, 3.0, 4.0, 5.0])
