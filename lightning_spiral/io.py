@@ -38,6 +38,7 @@ import torch_pruning as tp
 from lightning_spiral.atomic import atomic_torch_save
 from lightning_spiral.errors import ModelFormatError, SpiralError
 from lightning_spiral.models import build_model
+from lightning_spiral.models.pruning_fixups import sync_after_pruning
 from lightning_spiral.models.spec import ModelSpec, attach_spec, spec_of
 
 MODEL_FORMAT = "lightning-spiral-model/1"
@@ -94,6 +95,8 @@ def rebuild(spec: ModelSpec) -> nn.Module:
         raise ModelFormatError(f"The model file names an architecture that cannot be built: {err}") from err
     if spec.pruning_history:
         model.eval()
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, *spec.input_shape))
-        graph.load_pruning_history([list(step) for step in spec.pruning_history])
+        with torch.enable_grad():  # the dependency graph is traced through autograd
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, *spec.input_shape))
+            graph.load_pruning_history([list(step) for step in spec.pruning_history])
+        sync_after_pruning(model)
     return attach_spec(model, ModelSpec.from_dict(spec.to_dict()))

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as L
@@ -44,6 +44,7 @@ class PruningCallback(L.Callback):
             batches first; under DDP they are averaged across ranks so every rank prunes alike.
         ignored_layers: module paths (relative to the pruned network) whose output channels are
             kept; ``None`` keeps the final classifier.
+        layer_amounts: per-layer overrides of ``amount`` by module path, e.g. ``{"features.0.0": 0.1}``.
         global_pruning: rank channels across layers instead of per layer.
         round_to: keep channel counts multiples of this number.
         attr: attribute of the LightningModule holding the network to prune; ``None`` means
@@ -63,6 +64,7 @@ class PruningCallback(L.Callback):
         target_macs_ratio: float | None = None,
         importance: ImportanceName = "l1",
         ignored_layers: Sequence[str] | None = None,
+        layer_amounts: Mapping[str, float] | None = None,
         global_pruning: bool = False,
         round_to: int | None = None,
         attr: str | None = None,
@@ -81,6 +83,7 @@ class PruningCallback(L.Callback):
         self.applied_amount: float | None = None
         self.importance = check_importance_name(importance)
         self.ignored_layers = None if ignored_layers is None else list(ignored_layers)
+        self.layer_amounts = None if layer_amounts is None else {str(k): check_amount(v) for k, v in layer_amounts.items()}
         self.global_pruning = bool(global_pruning)
         self.round_to = check_round_to(round_to)
         self.attr = attr
@@ -144,6 +147,7 @@ class PruningCallback(L.Callback):
             importance=self.importance,
             global_pruning=self.global_pruning,
             ignored_layers=self.ignored_layers,
+            layer_amounts=self.layer_amounts,
             round_to=self.round_to,
         )
         amount = self.amount

@@ -19,13 +19,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
+from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_pruning
 from lightning_spiral.models.spec import PruningStep, spec_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
 from lightning_spiral.pruning.target import amount_for_macs_ratio
@@ -57,7 +59,7 @@ def default_ignored_layers(model: nn.Module) -> list[nn.Module]:
     return [convs[-1]] if convs else []
 
 
-def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module]) -> list[nn.Module]:
+def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module], argument: str = "ignored_layers") -> list[nn.Module]:
     """Turn module paths (``"fc"``, ``"features.10"``) or modules into modules of ``model``."""
     named = dict(model.named_modules())
     resolved = []
@@ -69,7 +71,7 @@ def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module]) -> list[
         else:
             leaf_names = [name for name, m in named.items() if name and not list(m.children())]
             raise SpiralConfigError(
-                f"`ignored_layers` names {layer!r}, which is not a module of {type(model).__name__}. "
+                f"`{argument}` names {layer!r}, which is not a module of {type(model).__name__}. "
                 f"Allowed: module paths such as {leaf_names[:5]} (and {max(len(leaf_names) - 5, 0)} more)."
             )
     return resolved
@@ -84,6 +86,7 @@ def prune(
     importance: ImportanceName = "l1",
     global_pruning: bool = False,
     ignored_layers: Sequence[str | nn.Module] | None = None,
+    layer_amounts: Mapping[str, float] | None = None,
     round_to: int | None = None,
 ) -> nn.Module:
     """Remove ``amount`` of the channels of ``model`` in place (or enough to reach a MACs ratio); return it.
@@ -99,7 +102,10 @@ def prune(
         global_pruning: rank channels across layers instead of removing ``amount`` from every layer.
         ignored_layers: modules or module paths whose *output* channels are kept; ``None`` keeps the
             final classifier (the last ``nn.Linear``) so the number of classes is unchanged.
-        round_to: keep channel counts multiples of this number (e.g. 8 for tensor cores).
+        layer_amounts: per-layer overrides of ``amount`` by module path, e.g. ``{"features.0.0": 0.1}``
+            (the layer's dependency group is pruned by that fraction instead).
+        round_to: keep channel counts multiples of this number (e.g. 8 for tensor cores); models
+            with attention heads also keep multiples of their head count.
 
     Returns:
         The same ``model`` object, with smaller layers.
@@ -118,23 +124,34 @@ def prune(
             "(PruningCallback does this for you)."
         )
     if target_macs_ratio is not None:
-        options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers, round_to=round_to)
+        options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers,
+                       layer_amounts=layer_amounts, round_to=round_to)
         amount = amount_for_macs_ratio(model, example_inputs, target_macs_ratio, prune_kwargs=options, prune_fn=prune)
     amount = check_amount(amount)
+    multiple = channel_multiple(model)
+    if multiple is not None:
+        round_to = math.lcm(round_to or 1, multiple)
     ignored = default_ignored_layers(model) if ignored_layers is None else resolve_layers(model, ignored_layers)
+    overrides = {}
+    for name, layer_amount in (layer_amounts or {}).items():
+        (layer,) = resolve_layers(model, [name], argument="layer_amounts")
+        overrides[layer] = check_amount(layer_amount)
     was_training = model.training
     model.eval()  # tracing runs a forward pass: in train mode it would corrupt BatchNorm statistics
     try:
-        pruner = tp.pruner.MetaPruner(
-            model,
-            example_inputs,
-            importance=make_importance(importance),
-            pruning_ratio=amount,
-            global_pruning=global_pruning,
-            ignored_layers=ignored,
-            round_to=round_to,
-        )
-        pruner.step()
+        with torch.enable_grad():  # the dependency graph is traced through autograd
+            pruner = tp.pruner.MetaPruner(
+                model,
+                example_inputs,
+                importance=make_importance(importance),
+                pruning_ratio=amount,
+                pruning_ratio_dict=overrides or None,
+                global_pruning=global_pruning,
+                ignored_layers=ignored,
+                round_to=round_to,
+            )
+            pruner.step()
+        sync_after_pruning(model)
     except (RuntimeError, KeyError, AttributeError, IndexError) as err:
         raise PruningError(
             f"torch-pruning could not prune {type(model).__name__} structurally: {type(err).__name__}: {err}. "

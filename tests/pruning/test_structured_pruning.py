@@ -161,3 +161,12 @@ def test_bn_scale_removes_the_channels_with_the_smallest_gamma() -> None:
         bn.weight.copy_(torch.tensor([5.0, 0.01, 4.0, 0.02, 3.0, 0.03, 2.0, 0.04]))
     prune(model, torch.randn(1, 1, 8, 8), amount=0.5, importance="bn_scale", ignored_layers=["features.1.0", "head"])
     assert sorted(bn.weight.tolist()) == pytest.approx([2.0, 3.0, 4.0, 5.0])
+
+
+def test_layer_amounts_override_the_amount_by_module_path() -> None:
+    model = build_model("vgg_bn", num_classes=10, input_shape=CIFAR)
+    prune(model, torch.randn(1, *CIFAR), amount=0.5, layer_amounts={"features.0.0": 0.25})
+    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths[:2] == [24, 16]  # 32 channels: 25% removed from the overridden layer, 50% elsewhere
+    with pytest.raises(SpiralConfigError, match=r"`layer_amounts` names 'nope', which is not a module"):
+        prune(model, torch.randn(1, *CIFAR), amount=0.5, layer_amounts={"nope": 0.1})
