@@ -166,6 +166,23 @@ def sparsity(model: nn.Module) -> float:
     return zeros / total if total else 0.0
 
 
+def layer_sparsity(model: nn.Module) -> dict[str, float]:
+    """Fraction of exactly-zero weights of every Conv and Linear layer, by module path.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+        >>> with torch.no_grad():
+        ...     _ = net[1].weight.zero_()
+        >>> layer_sparsity(net)
+        {'0': 0.0, '1': 1.0}
+    """
+    return {
+        name: float((module.weight.detach() == 0).float().mean())
+        for name, module in model.named_modules()
+        if isinstance(module, _WEIGHTED_LAYERS) and module.weight is not None
+    }
+
+
 def measure_model(
     model: nn.Module,
     input_shape: Sequence[int],

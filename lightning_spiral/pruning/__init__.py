@@ -2,6 +2,17 @@
 
 from lightning_spiral.pruning.callback import PruningCallback
 from lightning_spiral.pruning.importance import IMPORTANCE_NAMES, ImportanceName, make_importance
+from lightning_spiral.pruning.masks import MaskPruningCallback
+from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.pruning.structured import prune
 
-__all__ = ["IMPORTANCE_NAMES", "ImportanceName", "PruningCallback", "make_importance", "prune"]
+__all__ = [
+    "IMPORTANCE_NAMES",
+    "SCHEDULE_NAMES",
+    "ImportanceName",
+    "MaskPruningCallback",
+    "PruningCallback",
+    "make_importance",
+    "prune",
+    "stage_macs_ratios",
+]
