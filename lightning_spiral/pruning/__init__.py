@@ -1,5 +1,6 @@
 """Structured pruning: importance criteria, the torch-pruning based core, and the Lightning callback."""
 
+from lightning_spiral.pruning.bn_sparsity import BNSparsityCallback
 from lightning_spiral.pruning.callback import PruningCallback
 from lightning_spiral.pruning.importance import IMPORTANCE_NAMES, ImportanceName, make_importance
 from lightning_spiral.pruning.masks import MaskPruningCallback
@@ -7,6 +8,7 @@ from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.pruning.structured import prune
 
 __all__ = [
+    "BNSparsityCallback",
     "IMPORTANCE_NAMES",
     "SCHEDULE_NAMES",
     "ImportanceName",

@@ -47,3 +47,29 @@ def test_masks_reach_the_amount_on_the_student_only_and_are_permanent(tiny_data)
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(SpiralConfigError, match=match):
         MaskPruningCallback(**kwargs)
+
+
+def test_bn_sparsity_drives_student_gammas_down_and_leaves_the_teacher(tiny_data) -> None:
+    from lightning_spiral.pruning.bn_sparsity import BNSparsityCallback
+
+    def gamma_l1(weight: float | None) -> tuple[float, float]:
+        torch.manual_seed(0)
+        student = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+        teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+        callbacks = [] if weight is None else [BNSparsityCallback(weight=weight)]
+        module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10)
+        quiet_trainer(max_epochs=2, callbacks=callbacks).fit(module, datamodule=tiny_data)
+        gammas = lambda net: sum(m.weight.abs().sum().item() for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        return gammas(student), gammas(teacher)
+
+    plain_student, plain_teacher = gamma_l1(None)
+    sparse_student, sparse_teacher = gamma_l1(0.5)  # large: 8 SGD steps only
+    assert sparse_student < 0.9 * plain_student
+    assert sparse_teacher == plain_teacher
+
+
+def test_bn_sparsity_weight_must_be_positive() -> None:
+    from lightning_spiral.pruning.bn_sparsity import BNSparsityCallback
+
+    with pytest.raises(SpiralConfigError, match=r"`weight` must be a positive L1 coefficient \(e.g. 1e-4\), got 0"):
+        BNSparsityCallback(weight=0)

@@ -1,0 +1,44 @@
+"""L1 sparsity on BatchNorm scales while training, so ``importance="bn_scale"`` finds clear losers.
+
+Network Slimming (Liu et al. 2017, https://arxiv.org/abs/1708.06519) adds ``weight * sum |gamma|``
+over every BatchNorm scale to the loss of the stage *before* pruning; channels whose gamma is
+driven towards zero are then removed by the BN-scale criterion. The subgradient
+``weight * sign(gamma)`` is added to each gamma's gradient after ``backward`` — the authors'
+implementation — so the user's loss and ``training_step`` stay untouched.
+
+Example:
+    >>> import lightning.pytorch as L
+    >>> trainer = L.Trainer(callbacks=[BNSparsityCallback(weight=1e-4)])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+import torch.nn as nn
+
+from lightning_spiral.errors import SpiralConfigError
+
+
+class BNSparsityCallback(L.Callback):
+    """Add ``weight * sign(gamma)`` to the gradient of every BatchNorm scale of the trained network.
+
+    Args:
+        weight: the L1 coefficient (the paper uses 1e-4 to 1e-5), > 0.
+        attr: attribute of the LightningModule holding the network (default: ``student`` when
+            present, else the whole module). A frozen teacher has no gradients and is never touched.
+    """
+
+    def __init__(self, weight: float = 1e-4, attr: str | None = None) -> None:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            raise SpiralConfigError(f"`weight` must be a positive L1 coefficient (e.g. 1e-4), got {weight!r}.")
+        self.weight = float(weight)
+        self.attr = attr
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        attr = self.attr if self.attr is not None else ("student" if hasattr(pl_module, "student") else None)
+        network = pl_module if attr is None else getattr(pl_module, attr)
+        with torch.no_grad():
+            for module in network.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None and module.weight.grad is not None:
+                    module.weight.grad.add_(self.weight * torch.sign(module.weight))
