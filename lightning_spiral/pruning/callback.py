@@ -27,8 +27,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
-from lightning_spiral.pruning.structured import check_amount, check_round_to, prune
-from lightning_spiral.pruning.target import amount_for_macs_ratio, check_macs_ratio
+from lightning_spiral.pruning.structured import check_amount, check_one_target, check_round_to, prune
+from lightning_spiral.pruning.target import amount_for_latency, amount_for_macs_ratio, check_macs_ratio
 
 
 class PruningCallback(L.Callback):
@@ -38,6 +38,9 @@ class PruningCallback(L.Callback):
         amount: channel fraction in (0, 1) removed in this fit (one spiral stage).
         target_macs_ratio: instead of ``amount``: remove as many channels as needed to keep at most
             this fraction of the network's MACs (found by bisection before pruning).
+        target_latency_ms: instead of ``amount``: prune until the measured CPU latency at
+            ``latency_batch_size`` fits this budget (5% channel steps).
+        latency_batch_size: batch size of that latency measurement.
         importance: channel criterion: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"taylor"``, ``"fpgm"`` or
             ``"random"``. ``"taylor"`` accumulates gradients of the module's training loss (the
             distillation loss for :class:`~lightning_spiral.SpiralModule`) over ``taylor_batches``
@@ -62,6 +65,8 @@ class PruningCallback(L.Callback):
         self,
         amount: float | None = None,
         target_macs_ratio: float | None = None,
+        target_latency_ms: float | None = None,
+        latency_batch_size: int = 64,
         importance: ImportanceName = "l1",
         ignored_layers: Sequence[str] | None = None,
         layer_amounts: Mapping[str, float] | None = None,
@@ -73,11 +78,9 @@ class PruningCallback(L.Callback):
         verbose: int = 1,
     ) -> None:
         super().__init__()
-        if (amount is None) == (target_macs_ratio is None):
-            raise SpiralConfigError(
-                f"Pass exactly one of `amount` and `target_macs_ratio`, got amount={amount!r}, "
-                f"target_macs_ratio={target_macs_ratio!r}."
-            )
+        check_one_target(amount, target_macs_ratio, target_latency_ms)
+        self.target_latency_ms = target_latency_ms
+        self.latency_batch_size = latency_batch_size
         self.amount = None if amount is None else check_amount(amount)
         self.target_macs_ratio = None if target_macs_ratio is None else check_macs_ratio(target_macs_ratio)
         self.applied_amount: float | None = None
@@ -151,8 +154,11 @@ class PruningCallback(L.Callback):
             round_to=self.round_to,
         )
         amount = self.amount
-        if amount is None:
+        if self.target_macs_ratio is not None:
             amount = amount_for_macs_ratio(network, example_inputs, self.target_macs_ratio, prune_kwargs=options, prune_fn=prune)
+        elif self.target_latency_ms is not None:
+            amount = amount_for_latency(network, example_inputs, self.target_latency_ms, batch_size=self.latency_batch_size,
+                                        prune_kwargs=options, prune_fn=prune)
         prune(network, example_inputs, amount=amount, **options)
         self.applied_amount = amount
 

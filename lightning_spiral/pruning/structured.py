@@ -30,7 +30,7 @@ from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_pruning
 from lightning_spiral.models.spec import PruningStep, spec_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
-from lightning_spiral.pruning.target import amount_for_macs_ratio
+from lightning_spiral.pruning.target import amount_for_latency, amount_for_macs_ratio
 
 
 def check_amount(amount: float) -> float:
@@ -48,6 +48,14 @@ def check_round_to(round_to: int | None) -> int | None:
     if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
         raise SpiralConfigError(f"`round_to` must be None or an integer >= 1 (e.g. 8), got {round_to!r}.")
     return round_to
+
+
+def check_one_target(amount: float | None, target_macs_ratio: float | None, target_latency_ms: float | None) -> None:
+    """Exactly one way of saying how much to prune must be given."""
+    given = {"amount": amount, "target_macs_ratio": target_macs_ratio, "target_latency_ms": target_latency_ms}
+    if sum(value is not None for value in given.values()) != 1:
+        shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
+        raise SpiralConfigError(f"Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`, got {shown}.")
 
 
 def default_ignored_layers(model: nn.Module) -> list[nn.Module]:
@@ -83,6 +91,8 @@ def prune(
     *,
     amount: float | None = None,
     target_macs_ratio: float | None = None,
+    target_latency_ms: float | None = None,
+    latency_batch_size: int = 64,
     importance: ImportanceName = "l1",
     global_pruning: bool = False,
     ignored_layers: Sequence[str | nn.Module] | None = None,
@@ -97,6 +107,9 @@ def prune(
         amount: channel fraction to remove from each prunable layer (or overall when ``global_pruning``).
         target_macs_ratio: instead of ``amount``: keep at most this fraction of the model's current
             MACs; the amount is found by bisection (:func:`amount_for_macs_ratio`).
+        target_latency_ms: instead of ``amount``: prune in steps of 5% of the channels until the
+            measured CPU latency at ``latency_batch_size`` is within this budget (:func:`amount_for_latency`).
+        latency_batch_size: batch size of the latency measurement for ``target_latency_ms``.
         importance: criterion ranking the channels (see :mod:`~lightning_spiral.pruning.importance`);
             ``"taylor"`` needs ``.grad`` on the weights.
         global_pruning: rank channels across layers instead of removing ``amount`` from every layer.
@@ -110,11 +123,7 @@ def prune(
     Returns:
         The same ``model`` object, with smaller layers.
     """
-    if (amount is None) == (target_macs_ratio is None):
-        raise SpiralConfigError(
-            f"Pass exactly one of `amount` and `target_macs_ratio`, got amount={amount!r}, "
-            f"target_macs_ratio={target_macs_ratio!r}."
-        )
+    check_one_target(amount, target_macs_ratio, target_latency_ms)
     check_importance_name(importance)
     round_to = check_round_to(round_to)
     if needs_gradients(importance) and not any(p.grad is not None for p in model.parameters()):
@@ -123,10 +132,13 @@ def prune(
             f"{type(model).__name__} has a gradient. Call `loss.backward()` on a few batches first "
             "(PruningCallback does this for you)."
         )
+    options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers,
+                   layer_amounts=layer_amounts, round_to=round_to)
     if target_macs_ratio is not None:
-        options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers,
-                       layer_amounts=layer_amounts, round_to=round_to)
         amount = amount_for_macs_ratio(model, example_inputs, target_macs_ratio, prune_kwargs=options, prune_fn=prune)
+    elif target_latency_ms is not None:
+        amount = amount_for_latency(model, example_inputs, target_latency_ms, batch_size=latency_batch_size,
+                                    prune_kwargs=options, prune_fn=prune)
     amount = check_amount(amount)
     multiple = channel_multiple(model)
     if multiple is not None:

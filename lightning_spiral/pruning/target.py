@@ -1,4 +1,4 @@
-"""Find the channel fraction that brings a network's MACs to a target ratio (a pure search).
+"""Find the channel fraction that brings a network's MACs (or measured latency) to a target.
 
 Removing a fraction ``p`` of channels from every layer cuts MACs by roughly ``1 - (1 - p)^2``, but
 unpruned layers (the stem's input, the classifier's output), ``round_to`` and global ranking make
@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
-from lightning_spiral.measure import count_macs
+from lightning_spiral.measure import count_macs, measure_latency
 
 #: Largest channel fraction the search will try: beyond it layers are left with almost nothing.
 MAX_SEARCH_AMOUNT = 0.9
@@ -81,3 +81,37 @@ def amount_for_macs_ratio(
         else:
             low = middle
     return high
+
+
+def amount_for_latency(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    budget_ms: float,
+    *,
+    batch_size: int,
+    prune_kwargs: dict[str, Any],
+    prune_fn: Callable[..., nn.Module],
+    step: float = 0.05,
+    repeats: int = 10,
+    threads: int = 2,
+) -> float:
+    """Smallest channel fraction, in steps of ``step``, whose pruned copy runs within ``budget_ms``.
+
+    Latency is measured, not modelled (median of ``repeats`` CPU runs at ``batch_size``), because
+    MACs predict speed poorly for thin layers; measurements are noisy, so the budget is met for the
+    median, not for every single call.
+    """
+    if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or budget_ms <= 0:
+        raise SpiralConfigError(f"`target_latency_ms` must be a positive number of milliseconds, got {budget_ms!r}.")
+    input_shape = tuple(example_inputs.shape[1:])
+    amount = step
+    while amount <= MAX_SEARCH_AMOUNT + 1e-9:
+        trial = prune_fn(copy.deepcopy(model), example_inputs, amount=amount, **prune_kwargs)
+        latency = measure_latency(trial, input_shape, batch_size, repeats=repeats, threads=threads)
+        if latency <= budget_ms:
+            return round(amount, 6)
+        amount += step
+    raise PruningError(
+        f"`target_latency_ms`={budget_ms} cannot be met in one step: removing {MAX_SEARCH_AMOUNT:.0%} of the channels "
+        f"still takes {latency:.2f} ms at batch {batch_size}. Use more stages or a larger budget."
+    )

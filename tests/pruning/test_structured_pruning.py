@@ -124,8 +124,8 @@ def test_unreachable_target_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({}, r"Pass exactly one of `amount` and `target_macs_ratio`, got amount=None, target_macs_ratio=None"),
-        ({"amount": 0.2, "target_macs_ratio": 0.5}, r"Pass exactly one of `amount` and `target_macs_ratio`"),
+        ({}, r"Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`, got amount=None, target_macs_ratio=None, target_latency_ms=None"),
+        ({"amount": 0.2, "target_macs_ratio": 0.5}, r"Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`"),
         ({"target_macs_ratio": 1.0}, r"`target_macs_ratio` must be in the open interval \(0, 1\)"),
     ],
 )
@@ -170,3 +170,16 @@ def test_layer_amounts_override_the_amount_by_module_path() -> None:
     assert widths[:2] == [24, 16]  # 32 channels: 25% removed from the overridden layer, 50% elsewhere
     with pytest.raises(SpiralConfigError, match=r"`layer_amounts` names 'nope', which is not a module"):
         prune(model, torch.randn(1, *CIFAR), amount=0.5, layer_amounts={"nope": 0.1})
+
+
+def test_latency_budget_is_met_by_measurement() -> None:
+    from lightning_spiral.measure import measure_latency
+
+    model = build_model("vgg_bn", num_classes=10, input_shape=CIFAR)
+    example = torch.randn(1, *CIFAR)
+    before = measure_latency(model, CIFAR, 16, repeats=5)
+    prune(model, example, target_latency_ms=0.6 * before, latency_batch_size=16)
+    # the search met the budget on its own measurement; allow this machine's timing noise on a re-measure
+    assert measure_latency(model, CIFAR, 16, repeats=10) < 0.85 * before
+    with pytest.raises(SpiralConfigError, match=r"`target_latency_ms` must be a positive number of milliseconds, got -1"):
+        prune(model, example, target_latency_ms=-1)
