@@ -151,7 +151,7 @@ def prune(
     was_training = model.training
     model.eval()  # tracing runs a forward pass: in train mode it would corrupt BatchNorm statistics
     try:
-        with torch.enable_grad():  # the dependency graph is traced through autograd
+        with torch.enable_grad(), LastModuleEntered(model) as tracker:  # the graph is traced through autograd
             pruner = tp.pruner.MetaPruner(
                 model,
                 example_inputs,
@@ -163,16 +163,41 @@ def prune(
                 round_to=round_to,
             )
             pruner.step()
-        sync_after_pruning(model)
-    except (RuntimeError, KeyError, AttributeError, IndexError) as err:
+            sync_after_pruning(model)
+            tracker.reset()
+            with torch.no_grad():
+                model(example_inputs)  # a layer that pruning cannot handle shows up here, not mid-training
+    except (RuntimeError, KeyError, AttributeError, IndexError, ValueError) as err:
         raise PruningError(
-            f"torch-pruning could not prune {type(model).__name__} structurally: {type(err).__name__}: {err}. "
-            "Hint: add the layer that fails to `ignored_layers`."
+            f"{type(model).__name__} cannot be pruned structurally: layer {tracker.last!r} failed with "
+            f"{type(err).__name__}: {err}. Hint: add {tracker.last!r} (or the layer feeding it) to `ignored_layers`."
         ) from err
     finally:
         model.train(was_training)
     _record_history(model, pruner.pruning_history())
     return model
+
+
+class LastModuleEntered:
+    """Context manager recording the path of the last module whose forward started (for error messages)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.last = "<model input>"
+        self._handles: list = []
+
+    def reset(self) -> None:
+        self.last = "<model input>"
+
+    def __enter__(self) -> "LastModuleEntered":
+        for name, module in self.model.named_modules():
+            if name:
+                self._handles.append(module.register_forward_pre_hook(lambda _m, _i, name=name: setattr(self, "last", name)))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 def _record_history(model: nn.Module, history: list) -> None:

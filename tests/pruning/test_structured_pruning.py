@@ -183,3 +183,21 @@ def test_latency_budget_is_met_by_measurement() -> None:
     assert measure_latency(model, CIFAR, 16, repeats=10) < 0.85 * before
     with pytest.raises(SpiralConfigError, match=r"`target_latency_ms` must be a positive number of milliseconds, got -1"):
         prune(model, example, target_latency_ms=-1)
+
+
+class HardCodedWidth(torch.nn.Module):
+    """A model whose forward hard-codes a channel count: structural pruning must refuse it clearly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.reshape_head = torch.nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reshape_head(self.conv(x).reshape(-1, 16 * 8 * 8))
+
+
+def test_an_unprunable_layer_is_named_in_a_clear_error() -> None:
+    model = HardCodedWidth()
+    with pytest.raises(PruningError, match=r"HardCodedWidth cannot be pruned structurally: layer '.*' failed with"):
+        prune(model, torch.randn(1, 3, 8, 8), amount=0.5)
