@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_spiral.distill import DistillationLoss
+from lightning_spiral.distill.combine import DistillationInputs, distillation_terms, feature_paths, loss_terms, prepare_terms
+from lightning_spiral.distill.taps import FeatureTaps
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
 
 Split = Literal["train", "val", "test"]
@@ -62,16 +63,27 @@ class SpiralModule(L.LightningModule):
             ``None`` uses :func:`default_optimizer`.
         scheduler: a partial that takes the optimizer; if it has a ``T_max`` / ``total_iters``
             argument left unset, the stage's ``max_epochs`` fills it. Stepped once per epoch.
+        mutual: deep mutual learning (Zhang et al. 2018, https://arxiv.org/abs/1706.00384): the
+            teacher is trained too, from the labels and the student, as the optimizer's second
+            parameter group (``teacher_lr`` overrides its learning rate). Logit losses only.
+        teacher_lr: learning rate of the teacher's group in mutual mode (``None``: the student's).
+
+    Feature terms of the loss (FitNets, attention transfer, RKD on features) are read through
+    :class:`~lightning_spiral.distill.FeatureTaps` hooks set up at the start of every fit, after
+    pruning; their learnable parts (adapters, a learned temperature) join the optimizer, and each
+    term is logged as ``train/loss/<name>``.
     """
 
     def __init__(
         self,
         student: nn.Module,
         teacher: nn.Module | None = None,
-        loss: DistillationLoss | None = None,
+        loss: nn.Module | None = None,
         num_classes: int = 10,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
+        mutual: bool = False,
+        teacher_lr: float | None = None,
     ) -> None:
         super().__init__()
         if teacher is not None and loss is None:
@@ -84,8 +96,15 @@ class SpiralModule(L.LightningModule):
         self.num_classes = num_classes
         self.optimizer_factory = optimizer or default_optimizer
         self.scheduler_factory = scheduler
-        if teacher is not None:
+        self.mutual = bool(mutual)
+        self.teacher_lr = teacher_lr
+        if loss is not None:
+            loss_terms(loss)  # validates the loss type now
+        if self.mutual and (teacher is None or any(feature_paths(loss))):
+            raise SpiralConfigError("`mutual`=True needs a teacher and a loss of logit terms only (no feature paths).")
+        if teacher is not None and not self.mutual:
             teacher.eval().requires_grad_(False)
+        self._taps: tuple[FeatureTaps, FeatureTaps] | None = None
         self.train_metrics = self._metrics("train")
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
@@ -97,28 +116,64 @@ class SpiralModule(L.LightningModule):
         return MetricCollection(metrics, prefix=f"{split}/")
 
     def train(self, mode: bool = True) -> "SpiralModule":
-        """Switch the student's mode; the teacher always stays in eval mode (frozen BatchNorm, no dropout)."""
+        """Switch the student's mode; a frozen teacher stays in eval mode (frozen BatchNorm, no dropout)."""
         super().train(mode)
-        if self.teacher is not None:
+        if self.teacher is not None and not self.mutual:
             self.teacher.eval()
         return self
+
+    # ------------------------------------------------------------------------ feature distillation
+    def setup(self, stage: str) -> None:
+        """After pruning (callbacks' ``setup`` ran first): hook feature taps and build adapters."""
+        if stage != "fit" or self.teacher is None or self.loss is None:
+            return
+        student_paths, teacher_paths = feature_paths(self.loss)
+        if not student_paths and not teacher_paths:
+            return
+        self._taps = (FeatureTaps(self.student, student_paths), FeatureTaps(self.teacher, teacher_paths))
+        x, target = next(iter(self.trainer.datamodule.train_dataloader()))
+        student_mode = self.student.training
+        self.student.eval()  # a look at the shapes must not move BatchNorm statistics
+        with torch.no_grad():
+            prepare_terms(self.loss, self._inputs(self.student(x), self.teacher(x), target))
+        self.student.train(student_mode)
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and self._taps is not None:  # hooks must not follow the student into the next stage
+            for taps in self._taps:
+                taps.close()
+            self._taps = None
+
+    def on_train_epoch_start(self) -> None:
+        for module in self.loss.modules() if self.loss is not None else ():
+            if hasattr(module, "set_epoch"):  # temperature schedules
+                module.set_epoch(self.current_epoch)
+
+    def _inputs(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> DistillationInputs:
+        student_features, teacher_features = ({}, {}) if self._taps is None else (self._taps[0].features, self._taps[1].features)
+        return DistillationInputs(student_logits, teacher_logits, target, dict(student_features), dict(teacher_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.student(x)
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss the student is trained with (distillation, or CE without a teacher) and its logits."""
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss the student is trained with (distillation, or CE without a teacher), its logits and terms."""
         logits = self.student(x)  # (N, C)
         if self.teacher is None:
-            return F.cross_entropy(logits.float(), target), logits
-        with torch.no_grad():
+            return F.cross_entropy(logits.float(), target), logits, {}
+        with torch.set_grad_enabled(self.mutual and torch.is_grad_enabled()):
             teacher_logits = self.teacher(x)  # (N, C)
-        return self.loss(logits, teacher_logits, target), logits
+        total, terms = distillation_terms(self.loss, self._inputs(logits, teacher_logits.detach(), target))
+        if self.mutual:  # the teacher learns from the labels and the student in the same way
+            teacher_total, _ = distillation_terms(self.loss, self._inputs(teacher_logits, logits.detach(), target))
+            total, terms = total + teacher_total, {**terms, "teacher": teacher_total.detach()}
+        return total, logits, terms
 
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: Split) -> torch.Tensor:
         x, target = batch
+        terms: dict[str, torch.Tensor] = {}
         if split == "train":
-            loss, logits = self.training_loss(x, target)
+            loss, logits, terms = self.training_loss(x, target)
         else:  # validation and test: the student's own cross-entropy, comparable across stages
             logits = self.student(x)
             loss = F.cross_entropy(logits.float(), target)
@@ -132,6 +187,8 @@ class SpiralModule(L.LightningModule):
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=not on_step)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split != "train", batch_size=len(x))
+        if len(terms) > 1:
+            self.log_dict({f"train/loss/{name}": value for name, value in terms.items()}, on_step=False, on_epoch=True, batch_size=len(x))
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -144,7 +201,10 @@ class SpiralModule(L.LightningModule):
         return self.shared_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.student.parameters())
+        groups = [{"params": [*self.student.parameters(), *(self.loss.parameters() if self.loss is not None else ())]}]
+        if self.mutual:
+            groups.append({"params": list(self.teacher.parameters())} | ({"lr": self.teacher_lr} if self.teacher_lr else {}))
+        optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 import lightning_spiral
 from conftest import SHARED_DATA
 from lightning_spiral import PruningCallback, Spiral
-from lightning_spiral.distill import DistillationLoss
+from lightning_spiral.distill.combine import loss_terms
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.spiral import build_spiral
 
@@ -45,7 +45,15 @@ def test_model_options_build(option: str) -> None:
 
 @pytest.mark.parametrize("option", _options("distill"))
 def test_distill_options_build(option: str) -> None:
-    assert isinstance(instantiate(_compose(f"distill={option}").distill), DistillationLoss)
+    loss = instantiate(_compose(f"distill={option}").distill)
+    assert loss_terms(loss)  # a DistillationLoss, a FeatureLoss or a WeightedSum of them
+
+
+def test_feature_distillation_config_runs_a_stage(tmp_path) -> None:
+    overrides = ["distill=kd_at", "spiral.teacher_epochs=1", "spiral.stage_epochs=1", "spiral.max_stages=1",
+                 "spiral.latency_repeats=2", "trainer.enable_progress_bar=false"]
+    report = build_spiral(_compose(*overrides), output_dir=tmp_path / "run").run()
+    assert report.stages[0].macs < report.teacher.macs
 
 
 @pytest.mark.parametrize("option", _options("pruning"))

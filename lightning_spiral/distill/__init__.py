@@ -1,7 +1,38 @@
-"""Distillation losses: every one is called as ``loss(student_logits, teacher_logits, target)``."""
+"""Distillation losses.
 
+Logit losses are called as ``loss(student_logits, teacher_logits, target)``; feature losses as
+``loss(student_feature, teacher_feature)`` with the features tapped at their module paths;
+:class:`WeightedSum` combines named terms of both kinds.
+"""
+
+from lightning_spiral.distill.attention import AttentionTransferLoss
 from lightning_spiral.distill.base import DistillationLoss
+from lightning_spiral.distill.ce import LabelCrossEntropy
+from lightning_spiral.distill.combine import DistillationInputs, WeightedSum, distillation_terms, feature_paths
+from lightning_spiral.distill.dkd import DKDLoss
+from lightning_spiral.distill.feature_base import FeatureLoss
+from lightning_spiral.distill.fitnet import FitNetLoss
 from lightning_spiral.distill.kd import KDLoss
 from lightning_spiral.distill.mse import LogitMSELoss
+from lightning_spiral.distill.rkd import RKDLoss
+from lightning_spiral.distill.taps import FeatureTaps
+from lightning_spiral.distill.temperature import CurriculumTemperature, ScheduledTemperature
 
-__all__ = ["DistillationLoss", "KDLoss", "LogitMSELoss"]
+__all__ = [
+    "AttentionTransferLoss",
+    "CurriculumTemperature",
+    "DKDLoss",
+    "DistillationInputs",
+    "DistillationLoss",
+    "FeatureLoss",
+    "FeatureTaps",
+    "FitNetLoss",
+    "KDLoss",
+    "LabelCrossEntropy",
+    "LogitMSELoss",
+    "RKDLoss",
+    "ScheduledTemperature",
+    "WeightedSum",
+    "distillation_terms",
+    "feature_paths",
+]

@@ -30,11 +30,20 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def check_temperature(temperature: float) -> float:
-    """Validate a softmax temperature."""
-    if not temperature > 0:
-        raise SpiralConfigError(f"`temperature` must be > 0 (typical values 1-8), got {temperature!r}.")
+def check_temperature(temperature: "float | nn.Module") -> "float | nn.Module":
+    """Validate a softmax temperature: a number > 0, or a temperature module (schedule, learned)."""
+    if isinstance(temperature, nn.Module):
+        return temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise SpiralConfigError(
+            f"`temperature` must be > 0 (typical values 1-8) or a temperature module, got {temperature!r}."
+        )
     return float(temperature)
+
+
+def temperature_value(temperature: "float | nn.Module") -> "float | torch.Tensor":
+    """The temperature to use now: the number, or the module's current value."""
+    return temperature() if isinstance(temperature, nn.Module) else temperature
 
 
 class DistillationLoss(nn.Module):

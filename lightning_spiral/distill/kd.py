@@ -11,14 +11,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lightning_spiral.distill.base import DistillationLoss, check_alpha, check_temperature
+from lightning_spiral.distill.base import DistillationLoss, check_alpha, check_temperature, temperature_value
+from lightning_spiral.distill.temperature import Temperature
 
 
 class KDLoss(DistillationLoss):
     """Hinton KD: hard-label cross-entropy mixed with temperature-softened teacher matching.
 
     Args:
-        temperature: softmax temperature ``T`` (> 0).
+        temperature: softmax temperature ``T`` (> 0), or a :class:`ScheduledTemperature` /
+            :class:`CurriculumTemperature` module.
         alpha: weight of the distillation term in [0, 1]; ``1 - alpha`` weighs the label CE.
 
     Example:
@@ -28,13 +30,13 @@ class KDLoss(DistillationLoss):
         0.0
     """
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9) -> None:
+    def __init__(self, temperature: Temperature = 4.0, alpha: float = 0.9) -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
         self.alpha = check_alpha(alpha)
 
     def compute(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        t = self.temperature
+        t = temperature_value(self.temperature)
         # (N, C) log-probabilities at temperature T; KL(p_t || p_s) = sum p_t (log p_t - log p_s)
         kl = F.kl_div(
             F.log_softmax(student_logits / t, dim=1),
