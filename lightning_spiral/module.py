@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import lightning.pytorch as L
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_spiral.distill.combine import DistillationInputs, distillation_terms, feature_paths, loss_terms, prepare_terms
 from lightning_spiral.distill.taps import FeatureTaps
+from lightning_spiral.distill.teacher_cache import TeacherOutputCache
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
 
 Split = Literal["train", "val", "test"]
@@ -67,6 +69,10 @@ class SpiralModule(L.LightningModule):
             teacher is trained too, from the labels and the student, as the optimizer's second
             parameter group (``teacher_lr`` overrides its learning rate). Logit losses only.
         teacher_lr: learning rate of the teacher's group in mutual mode (``None``: the student's).
+        cache_teacher: compute the teacher's logits once per training sample and reuse them in
+            later epochs (:class:`~lightning_spiral.distill.teacher_cache.TeacherOutputCache`).
+            Refused when the datamodule's ``augment`` is on; dropped with a warning if inputs
+            turn out not to repeat. Logit terms only (features are not cached).
 
     Feature terms of the loss (FitNets, attention transfer, RKD on features) are read through
     :class:`~lightning_spiral.distill.FeatureTaps` hooks set up at the start of every fit, after
@@ -84,6 +90,7 @@ class SpiralModule(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         mutual: bool = False,
         teacher_lr: float | None = None,
+        cache_teacher: bool = False,
     ) -> None:
         super().__init__()
         if teacher is not None and loss is None:
@@ -105,6 +112,12 @@ class SpiralModule(L.LightningModule):
         if teacher is not None and not self.mutual:
             teacher.eval().requires_grad_(False)
         self._taps: tuple[FeatureTaps, FeatureTaps] | None = None
+        self.cache_teacher = bool(cache_teacher)
+        if self.cache_teacher and (teacher is None or self.mutual or any(feature_paths(loss))):
+            raise SpiralConfigError(
+                "`cache_teacher`=True needs a frozen teacher and a loss of logit terms only (no mutual mode, no feature paths)."
+            )
+        self._cache: TeacherOutputCache | None = None
         self.train_metrics = self._metrics("train")
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
@@ -127,6 +140,13 @@ class SpiralModule(L.LightningModule):
         """After pruning (callbacks' ``setup`` ran first): hook feature taps and build adapters."""
         if stage != "fit" or self.teacher is None or self.loss is None:
             return
+        if self.cache_teacher:
+            if getattr(self.trainer.datamodule, "augment", False):
+                raise SpiralConfigError(
+                    "`cache_teacher`=True needs the same inputs every epoch, but the datamodule's `augment` is True "
+                    "(random crops and flips). Set `augment=False` or `cache_teacher=False`."
+                )
+            self._cache = TeacherOutputCache()
         student_paths, teacher_paths = feature_paths(self.loss)
         if not student_paths and not teacher_paths:
             return
@@ -143,6 +163,17 @@ class SpiralModule(L.LightningModule):
             for taps in self._taps:
                 taps.close()
             self._taps = None
+
+    def on_train_epoch_end(self) -> None:
+        if self._cache is not None:
+            if self.current_epoch >= 1 and self._cache.misses:
+                rank_zero_warn(
+                    f"Teacher outputs missed the cache in epoch {self.current_epoch} ({self._cache.misses} samples): "
+                    "training inputs do not repeat (random augmentation?). The cache is dropped for this stage."
+                )
+                self._cache = None
+            else:
+                self._cache.hits = self._cache.misses = 0
 
     def on_train_epoch_start(self) -> None:
         for module in self.loss.modules() if self.loss is not None else ():
@@ -161,8 +192,12 @@ class SpiralModule(L.LightningModule):
         logits = self.student(x)  # (N, C)
         if self.teacher is None:
             return F.cross_entropy(logits.float(), target), logits, {}
-        with torch.set_grad_enabled(self.mutual and torch.is_grad_enabled()):
-            teacher_logits = self.teacher(x)  # (N, C)
+        teacher_logits = self._cache.lookup(x) if self._cache is not None else None
+        if teacher_logits is None:
+            with torch.set_grad_enabled(self.mutual and torch.is_grad_enabled()):
+                teacher_logits = self.teacher(x)  # (N, C)
+            if self._cache is not None:
+                self._cache.store(x, teacher_logits)
         total, terms = distillation_terms(self.loss, self._inputs(logits, teacher_logits.detach(), target))
         if self.mutual:  # the teacher learns from the labels and the student in the same way
             teacher_total, _ = distillation_terms(self.loss, self._inputs(teacher_logits, logits.detach(), target))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import lightning.pytorch as L
 import pytest
 import torch
 
@@ -65,3 +68,57 @@ def test_unknown_feature_path_is_a_clear_error(tiny_data) -> None:
     module = SpiralModule(student, teacher, loss=AttentionTransferLoss("layer9"), num_classes=10)
     with pytest.raises(SpiralConfigError, match=r"Feature path 'layer9' is not a module of SmallCNN"):
         quiet_trainer(max_epochs=1).fit(module, datamodule=tiny_data)
+
+
+class CountingTeacher(torch.nn.Module):
+    """Wraps a network and counts how many samples went through its forward."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.samples = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.samples += len(x)
+        return self.network(x)
+
+
+def test_teacher_cache_skips_the_teacher_after_the_first_epoch(tiny_data) -> None:
+    student, network = _pair()
+    teacher = CountingTeacher(network)
+    cached = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10, cache_teacher=True)
+    quiet_trainer(max_epochs=3, limit_val_batches=0).fit(cached, datamodule=tiny_data)
+    assert teacher.samples == len(tiny_data.x)  # one epoch of teacher forwards, then cache hits
+
+
+
+def test_cached_and_uncached_training_give_the_same_student(tiny_data) -> None:
+    student, teacher = _pair()
+    twin = copy.deepcopy(student)
+    for network, cache in ((student, True), (twin, False)):
+        L.seed_everything(0, verbose=False)
+        module = SpiralModule(network, teacher, loss=KDLoss(), num_classes=10, cache_teacher=cache)
+        quiet_trainer(max_epochs=2, limit_val_batches=0).fit(module, datamodule=tiny_data)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(student.parameters(), twin.parameters()))
+
+
+def test_teacher_cache_is_refused_with_random_augmentation(tiny_data) -> None:
+    student, teacher = _pair()
+    tiny_data.augment = True
+    module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10, cache_teacher=True)
+    with pytest.raises(SpiralConfigError, match=r"`cache_teacher`=True needs the same inputs every epoch"):
+        quiet_trainer(max_epochs=1).fit(module, datamodule=tiny_data)
+
+
+def test_teacher_cache_falls_back_with_a_warning_when_inputs_do_not_repeat(tiny_data) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class NoisyData(type(tiny_data)):
+        def train_dataloader(self) -> DataLoader:  # fresh noise every epoch, but no `augment` flag
+            return DataLoader(TensorDataset(self.x + 0.01 * torch.randn_like(self.x), self.y), batch_size=32)
+
+    student, teacher = _pair()
+    module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10, cache_teacher=True)
+    with pytest.warns(UserWarning, match=r"Teacher outputs missed the cache in epoch 1"):
+        quiet_trainer(max_epochs=3, limit_val_batches=0).fit(module, datamodule=NoisyData())
+    assert module._cache is None
