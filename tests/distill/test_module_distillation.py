@@ -113,9 +113,14 @@ def test_teacher_cache_is_refused_with_random_augmentation(tiny_data) -> None:
 def test_teacher_cache_falls_back_with_a_warning_when_inputs_do_not_repeat(tiny_data) -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
+    class NoisySamples(TensorDataset):
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+            x, y = super().__getitem__(index)
+            return x + 0.01 * torch.randn_like(x), y  # fresh noise at every read
+
     class NoisyData(type(tiny_data)):
-        def train_dataloader(self) -> DataLoader:  # fresh noise every epoch, but no `augment` flag
-            return DataLoader(TensorDataset(self.x + 0.01 * torch.randn_like(self.x), self.y), batch_size=32)
+        def train_dataloader(self) -> DataLoader:  # random inputs, but no `augment` flag to tell
+            return DataLoader(NoisySamples(self.x, self.y), batch_size=32)
 
     student, teacher = _pair()
     module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10, cache_teacher=True)
