@@ -101,6 +101,8 @@ class Spiral:
         seed: base seed; stage k runs with ``seed + k``.
         latency_repeats: timed runs per latency measurement (median reported, >= 20 recommended).
         threads: CPU threads used for latency measurement.
+        cache_teacher: reuse the teacher's logits across epochs of a stage (deterministic data only,
+            see :class:`SpiralModule`).
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class Spiral:
         seed: int = 0,
         latency_repeats: int = 20,
         threads: int = 2,
+        cache_teacher: bool = False,
     ) -> None:
         if teacher not in TEACHER_MODES:
             raise SpiralConfigError(f"`teacher` must be one of {list(TEACHER_MODES)}, got {teacher!r}.")
@@ -171,6 +174,7 @@ class Spiral:
         self.seed = int(seed)
         self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
         self.threads = check_positive_int("threads", threads)
+        self.cache_teacher = bool(cache_teacher)
 
     # ---------------------------------------------------------------------------------- the loop
     def run(self) -> SpiralReport:
@@ -273,6 +277,7 @@ class Spiral:
             num_classes=self.datamodule.num_classes,
             optimizer=self.optimizer,
             scheduler=self.scheduler,
+            cache_teacher=self.cache_teacher and teacher is not None and self.loss is not None,
         )
 
     def measure_and_save(
