@@ -8,6 +8,7 @@ Example (shell):
     lightning-spiral pruning.amount=0.3 spiral.teacher=previous
     lightning-spiral -m spiral.teacher=previous,original
     lightning-spiral experiment=cifar10_resnet56
+    lightning-spiral resume=outputs/2026-11-25/10-00-00      # continue an interrupted run
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from lightning_spiral.spiral import build_spiral
 @hydra.main(version_base="1.3", config_path="pkg://lightning_spiral.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     """Run one spiral compression job in Hydra's run (or sweep) directory."""
-    build_spiral(cfg, output_dir=HydraConfig.get().runtime.output_dir).run()
+    resume = cfg.get("resume")
+    output_dir = resume if resume else HydraConfig.get().runtime.output_dir
+    build_spiral(cfg, output_dir=output_dir, resume=bool(resume)).run()
 
 
 if __name__ == "__main__":

@@ -27,13 +27,16 @@ from lightning_spiral.errors import SpiralError
 from lightning_spiral.spiral.driver import Spiral
 
 
-def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike) -> Spiral:
-    """Instantiate data, model, loss, pruning and trainer partials and hand them to :class:`Spiral`."""
+def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = False) -> Spiral:
+    """Instantiate data, model, loss, pruning and trainer partials and hand them to :class:`Spiral`.
+
+    With ``resume`` the run in ``output_dir`` continues; its teacher comes from the run, not the model config.
+    """
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model initialisation is part of the run
     with spiral_errors_unwrapped():
         datamodule = instantiate(cfg.data)
         model = None  # a trained teacher from `spiral.teacher_checkpoint` replaces the configured model
-        if cfg.spiral.get("teacher_checkpoint") is None:
+        if cfg.spiral.get("teacher_checkpoint") is None and not resume:
             model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
         return instantiate(
             cfg.spiral,
@@ -43,6 +46,7 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike) -> Spiral:
             pruning=instantiate(cfg.pruning),
             loss=instantiate(cfg.distill),
             output_dir=str(output_dir),
+            resume=resume,
             seed=cfg.seed,
             _convert_="all",
         )

@@ -54,7 +54,8 @@ from lightning_spiral.measure import file_size, measure_model
 from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
 from lightning_spiral.pruning import PruningCallback
 from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
-from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, write_report
+from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, read_report, write_report
+from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.validation import check_fraction, check_positive_int, check_stage_epochs
 
 TeacherMode = Literal["previous", "original"]
@@ -96,8 +97,11 @@ class Spiral:
         stage_epochs: epochs per pruning stage: one number, or one per stage.
         teacher_checkpoint: a model file written by :func:`lightning_spiral.save_model` to use as
             the trained teacher instead of training one.
-        output_dir: the run directory; it must not already hold a spiral run unless ``overwrite``.
+        output_dir: the run directory; it must not already hold a spiral run unless ``overwrite`` or
+            ``resume``.
         overwrite: allow writing into a directory that already holds a run.
+        resume: continue the run in ``output_dir`` from its last finished stage (settings must match;
+            a half-finished stage is discarded and redone, finished stages are never rewritten).
         seed: base seed; stage k runs with ``seed + k``.
         latency_repeats: timed runs per latency measurement (median reported, >= 20 recommended).
         threads: CPU threads used for latency measurement.
@@ -124,6 +128,7 @@ class Spiral:
         teacher_checkpoint: str | None = None,
         output_dir: str = "spiral_run",
         overwrite: bool = False,
+        resume: bool = False,
         seed: int = 0,
         latency_repeats: int = 20,
         threads: int = 2,
@@ -137,7 +142,8 @@ class Spiral:
                     f"`datamodule` ({type(datamodule).__name__}) has no `{name}` attribute; the spiral needs "
                     "`num_classes` and `input_shape` to build and measure models."
                 )
-        if (model is None) == (teacher_checkpoint is None):
+        self.resume = bool(resume)
+        if not self.resume and (model is None) == (teacher_checkpoint is None):
             raise SpiralConfigError(
                 "Pass exactly one of `model` (trained as the teacher in stage 0) and `teacher_checkpoint` "
                 f"(an already trained model file), got model={type(model).__name__} and teacher_checkpoint={teacher_checkpoint!r}."
@@ -166,7 +172,12 @@ class Spiral:
         if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
             raise SpiralConfigError(f"`teacher_checkpoint` {str(self.teacher_checkpoint)!r} does not exist.")
         self.output_dir = Path(output_dir)
-        if (self.output_dir / "report.json").exists() and not overwrite:
+        if self.resume and not (self.output_dir / "report.json").is_file():
+            raise SpiralConfigError(
+                f"`resume` needs a run directory with a report.json, but {str(self.output_dir)!r} has none "
+                "(the run was interrupted before its teacher stage finished: start it again)."
+            )
+        if (self.output_dir / "report.json").exists() and not (overwrite or self.resume):
             raise SpiralConfigError(
                 f"`output_dir` {str(self.output_dir)!r} already holds a spiral run (report.json); "
                 "choose a new directory or pass `overwrite=True`."
@@ -186,24 +197,39 @@ class Spiral:
 
     def run_stages(self) -> SpiralReport:
         """The stage loop of :meth:`run`."""
-        teacher, teacher_result = self.run_teacher_stage()
-        report = SpiralReport(teacher=teacher_result, stages=[], settings=self.settings(), machine=machine_info(self.threads))
-        self.write(report)
-        original_teacher, current = teacher, teacher
-        for stage in range(1, self.max_stages + 1):
+        if self.resume:
+            report, original_teacher, current = self.resume_point()
+        else:
+            teacher, teacher_result = self.run_teacher_stage()
+            report = SpiralReport(teacher=teacher_result, stages=[], settings=self.settings(), machine=machine_info(self.threads))
+            self.write(report)
+            original_teacher, current = teacher, teacher
+        teacher_result = report.teacher
+        for stage in range(len(report.stages) + 1, self.max_stages + 1):
+            if is_finished(report, self.target_macs_ratio, self.max_stages):
+                break
             stage_teacher = teacher_for_stage(self.teacher_mode, original=original_teacher, previous=current)
             previous_macs = report.stages[-1].macs if report.stages else teacher_result.macs
             student, result = self.run_pruning_stage(stage, stage_teacher, current, teacher_result, previous_macs)
             report.stages.append(result)
             self.write(report)
-            if not result.kept:
-                break
-            current = student
-            if result.macs <= self.target_macs_ratio * teacher_result.macs:
-                break
+            if result.kept:
+                current = student
         if self.is_global_zero:
             print_report(report)
         return report
+
+    def resume_point(self) -> tuple[SpiralReport, nn.Module, nn.Module]:
+        """The recorded report, the teacher and the last kept student of the run being resumed."""
+        report = read_report(self.output_dir)
+        check_same_settings(report.settings, self.settings())
+        if self.is_global_zero:
+            for path in discard_unfinished_stages(self.output_dir, len(report.stages)):
+                rank_zero_info(f"[Spiral] discarded the unfinished {path.name}")
+        teacher = load_model(self.output_dir / report.teacher.model_path)
+        current = load_model(self.output_dir / report.final.model_path)
+        rank_zero_info(f"[Spiral] resuming {self.output_dir} after stage {len(report.stages)} (last kept: stage {report.final.stage})")
+        return report, teacher, current
 
     def run_teacher_stage(self) -> tuple[nn.Module, StageResult]:
         """Stage 0: train the teacher on labels (or load it), then measure and save it."""
