@@ -14,7 +14,7 @@ TINY = [
     "spiral.teacher_epochs=2",
     "spiral.stage_epochs=1",
     "spiral.max_stages=2",
-    "spiral.target_macs_ratio=0.3",
+    "spiral.target_macs_ratio=0.45",
     "spiral.latency_repeats=2",
     "spiral.max_accuracy_drop=1.0",  # two epochs of teacher training: no rollback in this smoke run
     "trainer.enable_progress_bar=false",
@@ -38,7 +38,7 @@ def test_cli_runs_a_two_stage_spiral_into_the_hydra_run_dir(tmp_path) -> None:
 
 
 def test_cli_multirun_sweeps_the_teacher_mode(tmp_path) -> None:
-    result = _run(["-m", *TINY, "spiral.max_stages=1", "spiral.teacher=previous,original",
+    result = _run(["-m", *TINY, "spiral.max_stages=1", "spiral.target_macs_ratio=0.7", "spiral.teacher=previous,original",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     modes = sorted(json.loads(p.read_text())["settings"]["teacher"] for p in (tmp_path / "sweep").glob("*/report.json"))
@@ -55,7 +55,7 @@ def test_cli_bad_value_exits_non_zero_naming_it(tmp_path) -> None:
 @pytest.mark.slow
 def test_cli_runs_under_ddp_on_two_cpu_processes(tmp_path) -> None:
     # taylor: gradient-based importance, averaged across ranks; a rank mismatch would raise PruningError
-    result = _run([*TINY, "spiral.max_stages=1", "trainer=ddp_cpu", "pruning.importance=taylor",
+    result = _run([*TINY, "spiral.max_stages=1", "spiral.target_macs_ratio=0.7", "trainer=ddp_cpu", "pruning.importance=taylor",
                    f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())

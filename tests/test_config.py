@@ -50,7 +50,7 @@ def test_distill_options_build(option: str) -> None:
 
 
 def test_feature_distillation_config_runs_a_stage(tmp_path) -> None:
-    overrides = ["distill=kd_at", "spiral.teacher_epochs=1", "spiral.stage_epochs=1", "spiral.max_stages=1",
+    overrides = ["distill=kd_at", "spiral.teacher_epochs=1", "spiral.stage_epochs=1", "spiral.max_stages=1", "spiral.target_macs_ratio=0.7",
                  "spiral.latency_repeats=2", "trainer.enable_progress_bar=false"]
     report = build_spiral(_compose(*overrides), output_dir=tmp_path / "run").run()
     assert report.stages[0].macs < report.teacher.macs

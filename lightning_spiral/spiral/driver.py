@@ -41,18 +41,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as L
+import torch
 import torch.nn as nn
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lightning_spiral.distill import DistillationLoss
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.errors import SpiralConfigError, StageFailedError
 from lightning_spiral.io import load_model, save_model
-from lightning_spiral.measure import file_size, measure_model
+from lightning_spiral.measure import count_macs, file_size, measure_model
 from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
-from lightning_spiral.pruning import PruningCallback
+from lightning_spiral.pruning import PruningCallback, prune
 from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, read_report, write_report
 from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
@@ -61,6 +62,26 @@ from lightning_spiral.spiral.validation import check_fraction, check_positive_in
 TeacherMode = Literal["previous", "original"]
 TEACHER_MODES: tuple[str, ...] = ("previous", "original")
 MODEL_FILE = "model.pt"
+
+
+def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModule) -> None:
+    """One forward pass on a zero sample: the network must take the data's shape and give its classes."""
+    was_training = network.training
+    try:
+        with torch.no_grad():
+            output = network.eval()(torch.zeros(2, *datamodule.input_shape))
+    except RuntimeError as err:
+        raise SpiralConfigError(
+            f"The network cannot take the data's input shape {tuple(datamodule.input_shape)}: {err}"
+        ) from err
+    finally:
+        network.train(was_training)
+    if output.dim() != 2 or output.shape[1] != datamodule.num_classes:
+        raise SpiralConfigError(
+            f"The network outputs shape {tuple(output.shape)} but the data has {datamodule.num_classes} classes; "
+            f"teacher and student must output (N, {datamodule.num_classes}) logits. Build the model with "
+            f"`num_classes={datamodule.num_classes}`."
+        )
 
 
 def teacher_for_stage(mode: TeacherMode, *, original: nn.Module, previous: nn.Module) -> nn.Module:
@@ -186,6 +207,30 @@ class Spiral:
         self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
         self.threads = check_positive_int("threads", threads)
         self.cache_teacher = bool(cache_teacher)
+        self.loaded_teacher = None if self.teacher_checkpoint is None else load_model(self.teacher_checkpoint)
+        if not self.resume:
+            network = self.model if self.model is not None else self.loaded_teacher
+            check_network_fits_data(network, self.datamodule)
+            self.check_target_reachable(network)
+
+    def check_target_reachable(self, network: nn.Module) -> None:
+        """With a fixed ``amount`` per stage, prune a copy ``max_stages`` times: is the MACs target in reach?"""
+        probe = self.probe_callback
+        if self.schedule != "constant" or probe.amount is None or probe.global_pruning:
+            return  # schedules land on the target by construction; global ranking depends on trained weights
+        example = torch.randn(1, *self.datamodule.input_shape)
+        copy_ = copy.deepcopy(network)
+        macs = count_macs(copy_, example)
+        for _ in range(self.max_stages):
+            prune(copy_, example, amount=probe.amount, ignored_layers=probe.ignored_layers,
+                  layer_amounts=probe.layer_amounts, round_to=probe.round_to, importance="l1")
+        reachable = count_macs(copy_, example) / macs
+        if reachable > self.target_macs_ratio:
+            raise SpiralConfigError(
+                f"`target_macs_ratio`={self.target_macs_ratio} cannot be reached: `max_stages`={self.max_stages} stages "
+                f"of `amount`={probe.amount} keep {reachable:.1%} of the MACs. Raise `max_stages` or `pruning.amount`, "
+                "or use a `schedule` (geometric, linear, cubic) that lands on the target."
+            )
 
     # ---------------------------------------------------------------------------------- the loop
     def run(self) -> SpiralReport:
@@ -236,7 +281,7 @@ class Spiral:
         L.seed_everything(self.seed, workers=True, verbose=False)
         start = time.perf_counter()
         if self.teacher_checkpoint is not None:
-            teacher = load_model(self.teacher_checkpoint)
+            teacher = self.loaded_teacher
             trainer = self.make_trainer(0, epochs=1, callbacks=[])
             module = self.make_module(teacher, teacher=None)
         else:
@@ -257,7 +302,10 @@ class Spiral:
         trainer = self.make_trainer(stage, epochs=self.stage_epochs[stage - 1], callbacks=[callback])
         module = self.make_module(student, teacher=teacher)
         start = time.perf_counter()
-        trainer.fit(module, datamodule=self.datamodule)
+        try:
+            trainer.fit(module, datamodule=self.datamodule)
+        except StageFailedError as err:  # e.g. a non-finite loss: roll back, keep every earlier stage
+            return previous, self.failed_stage(stage, module, callback, time.perf_counter() - start, err)
         wall_s = time.perf_counter() - start
         result = self.measure_and_save(stage, trainer, module, amount=callback.applied_amount, wall_s=wall_s, kept=True)
         drop = teacher_result.val_top1 - result.val_top1
@@ -272,6 +320,19 @@ class Spiral:
             f"val top-1 {result.val_top1:.2%}, test top-1 {result.top1:.2%}" + (f" — {result.note}" if result.note else "")
         )
         return student, result
+
+    def failed_stage(
+        self, stage: int, module: SpiralModule, callback: PruningCallback, wall_s: float, error: StageFailedError
+    ) -> StageResult:
+        """The record of a stage whose training failed: measured for size and speed, never kept or saved."""
+        rank_zero_warn(f"[Spiral] stage {stage} failed and is rolled back; earlier stages are intact. Reason: {error}")
+        measurement = measure_model(module.student, self.datamodule.input_shape, repeats=self.latency_repeats, threads=self.threads)
+        return StageResult(
+            stage=stage, top1=0.0, val_top1=0.0, params=measurement.params, macs=measurement.macs,
+            latency_ms_b1=measurement.latency_ms_b1, latency_ms_b64=measurement.latency_ms_b64, size_bytes=0,
+            model_path="", kept=False, amount=callback.applied_amount or 0.0, wall_s=wall_s,
+            note=f"failed and rolled back: {error}",
+        )
 
     # ------------------------------------------------------------------------------- the parts
     def stage_callback(self, stage: int, teacher_macs: int, previous_macs: int) -> PruningCallback:

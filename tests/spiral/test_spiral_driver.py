@@ -13,7 +13,7 @@ import torch
 
 from lightning_spiral import KDLoss, PruningCallback, Spiral, load_model, save_model
 from lightning_spiral.data import DigitsDataModule
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.errors import ModelFormatError, SpiralConfigError
 from lightning_spiral.models import build_model
 from lightning_spiral.spiral.driver import teacher_for_stage
 
@@ -31,7 +31,7 @@ def make_spiral(tmp_path, **overrides) -> Spiral:
         trainer=TRAINER,
         pruning=functools.partial(PruningCallback, amount=0.25, verbose=0),
         loss=KDLoss(temperature=4.0, alpha=0.9),
-        target_macs_ratio=0.5,
+        target_macs_ratio=0.6,  # one stage of amount 0.25 keeps ~57% of the MACs
         max_stages=2,
         teacher_epochs=4,
         stage_epochs=1,
@@ -42,7 +42,7 @@ def make_spiral(tmp_path, **overrides) -> Spiral:
 
 
 def test_two_stage_spiral_writes_a_complete_report(tmp_path) -> None:
-    report = make_spiral(tmp_path).run()
+    report = make_spiral(tmp_path, target_macs_ratio=0.35).run()
     run = tmp_path / "run"
     data = json.loads((run / "report.json").read_text())
     assert [s["stage"] for s in data["stages"]] == [1, 2]
@@ -120,10 +120,43 @@ def test_geometric_schedule_lands_on_the_target_in_max_stages(tmp_path) -> None:
     assert 0.5 <= ratios[0] <= 0.55 and 0.27 <= ratios[1] <= 0.3  # sqrt(0.3) = 0.548, then 0.3
 
 
+def test_a_non_finite_loss_rolls_the_stage_back_and_keeps_earlier_stages(tmp_path) -> None:
+    spiral = make_spiral(tmp_path, max_stages=2, max_accuracy_drop=1.0, target_macs_ratio=0.35,
+                         stage_epochs=[1, 1], loss=KDLoss(temperature=4.0, alpha=0.9))
+    original = spiral.make_module
+
+    def explode_in_stage_2(student, teacher):
+        module = original(student, teacher)
+        if teacher is not None and spiral.output_dir.joinpath("stage_1", "model.pt").exists():
+            module.loss = ExplodingLoss()
+        return module
+
+    spiral.make_module = explode_in_stage_2
+    report = spiral.run()
+    assert [s.kept for s in report.stages] == [True, False]
+    assert "failed and rolled back" in report.stages[1].note and "stage" not in report.stages[1].model_path
+    assert "loss became nan" in report.stages[1].note
+    assert report.final.stage == 1 and (tmp_path / "run" / "stage_1" / "model.pt").is_file()
+
+
+class ExplodingLoss(KDLoss):
+    """A distillation loss that returns NaN, as a diverging run would."""
+
+    def compute(self, student_logits, teacher_logits, target):
+        return super().compute(student_logits, teacher_logits, target) * float("nan")
+
+
 def test_teacher_for_stage() -> None:
     original, previous = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
     assert teacher_for_stage("original", original=original, previous=previous) is original
     assert teacher_for_stage("previous", original=original, previous=previous) is previous
+
+
+def test_a_corrupt_teacher_checkpoint_fails_before_training(tmp_path) -> None:
+    (tmp_path / "teacher.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelFormatError, match=r"teacher.pt' is not a readable lightning-spiral model file"):
+        make_spiral(tmp_path, model=None, teacher_checkpoint=str(tmp_path / "teacher.pt"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
@@ -147,6 +180,11 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
         ({"teacher_checkpoint": "t.pt"}, r"Pass exactly one of `model` .* and `teacher_checkpoint`"),
         ({"model": None}, r"Pass exactly one of `model` .* got model=NoneType and teacher_checkpoint=None"),
         ({"pruning": functools.partial(PruningCallback, amount=1.2)}, r"`amount` must be a channel fraction"),
+        ({"target_macs_ratio": 0.05}, r"`target_macs_ratio`=0.05 cannot be reached: `max_stages`=2 stages of `amount`=0.25 keep 3\d.\d% of the MACs"),
+        ({"model": build_model("small_cnn", num_classes=3, input_shape=(1, 8, 8))},
+         r"The network outputs shape \(2, 3\) but the data has 10 classes"),
+        ({"model": build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))},
+         r"The network cannot take the data's input shape \(1, 8, 8\)"),
     ],
 )
 def test_bad_arguments_fail_before_any_training(tmp_path, overrides: dict, match: str) -> None:
