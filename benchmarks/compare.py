@@ -291,8 +291,8 @@ class Benchmark:
     # --------------------------------------------------------------------------------- the loop
     def run_all(self) -> dict[str, Any]:
         teacher_path = self.teacher()
-        for target in self.profile.targets:
-            for seed in self.profile.seeds:
+        for seed in self.profile.seeds:  # every target of the first seed first: partial results cover both
+            for target in self.profile.targets:
                 # oneshot_ft first: modelpruning and scratch reuse its architecture and parameter count
                 for method in sorted(self.methods, key=lambda m: m != "oneshot_ft"):
                     self.run(method, target, seed)
