@@ -1,7 +1,9 @@
 """The ``lightning-spiral`` command: compose ``conf/config.yaml`` with Hydra and run the spiral.
 
 All logic lives in :func:`lightning_spiral.spiral.build_spiral` and :class:`Spiral`; this file only
-connects Hydra's composed config and run directory to them.
+connects Hydra's composed config and run directory to them, and turns our own errors (bad input,
+a failed teacher stage) into one readable line and exit status 2. ``HYDRA_FULL_ERROR=1`` keeps the
+full traceback for developers.
 
 Example (shell):
     lightning-spiral                                  # digits, small CNN, default spiral
@@ -13,19 +15,31 @@ Example (shell):
 
 from __future__ import annotations
 
+import os
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from lightning_spiral.errors import SpiralError
 from lightning_spiral.spiral import build_spiral
+
+EXIT_BAD_INPUT = 2
 
 
 @hydra.main(version_base="1.3", config_path="pkg://lightning_spiral.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    """Run one spiral compression job in Hydra's run (or sweep) directory."""
+    """Run one spiral compression job in Hydra's run (or sweep) directory, or resume one."""
     resume = cfg.get("resume")
     output_dir = resume if resume else HydraConfig.get().runtime.output_dir
-    build_spiral(cfg, output_dir=output_dir, resume=bool(resume)).run()
+    try:
+        build_spiral(cfg, output_dir=output_dir, resume=bool(resume)).run()
+    except SpiralError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"lightning-spiral: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ class SpiralModule(L.LightningModule):
         if teacher is not None and loss is None:
             raise SpiralConfigError("`loss` is None but a `teacher` was given; pass a DistillationLoss such as KDLoss().")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise SpiralConfigError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+            raise SpiralConfigError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
         self.student = student
         self.teacher = teacher
         self.loss = loss

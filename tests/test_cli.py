@@ -45,11 +45,20 @@ def test_cli_multirun_sweeps_the_teacher_mode(tmp_path) -> None:
     assert modes == ["original", "previous"]
 
 
-def test_cli_bad_value_exits_non_zero_naming_it(tmp_path) -> None:
+def test_cli_bad_value_exits_with_one_readable_line(tmp_path) -> None:
     result = _run(["distill.temperature=0"], cwd=tmp_path)
-    assert result.returncode != 0
-    assert "`temperature` must be > 0" in result.stderr
-    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("report.json"))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "lightning-spiral: error:" in line]
+    assert lines == ["lightning-spiral: error: `temperature` must be > 0 (typical values 1-8) or a temperature module, got 0."]
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("report.json"))
+
+
+def test_cli_full_error_keeps_the_traceback(tmp_path) -> None:
+    env_run = subprocess.run([sys.executable, "-m", "lightning_spiral", "pruning.amount=1.5"], cwd=tmp_path,
+                             env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True, timeout=300)
+    assert env_run.returncode != 0
+    assert "Traceback" in env_run.stderr and "`amount` must be a channel fraction" in env_run.stderr
 
 
 @pytest.mark.slow
