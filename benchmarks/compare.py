@@ -298,8 +298,13 @@ class Benchmark:
                     self.run(method, target, seed)
         return self.summarise(teacher_path)
 
+    def cached(self, method: str, target: float) -> list[dict[str, Any]]:
+        """Finished runs of ``method`` at ``target``, over the profile's seeds."""
+        paths = [self.run_dir(method, target, seed) / "result.json" for seed in self.profile.seeds]
+        return [json.loads(path.read_text()) for path in paths if path.is_file()]
+
     def summarise(self, teacher_path: Path) -> dict[str, Any]:
-        """Aggregate seeds, measure latency of every final model in one pass, write JSON/markdown/plot."""
+        """Aggregate finished seeds, measure latency of every final model in one pass, write JSON/markdown/plot."""
         p = self.profile
         teacher = load_model(teacher_path)
         shape = spec_of(teacher).input_shape
@@ -312,7 +317,9 @@ class Benchmark:
         rows = []
         for target in p.targets:
             for method in self.methods:
-                runs = [self.run(method, target, seed) for seed in p.seeds]
+                runs = self.cached(method, target)
+                if not runs:
+                    continue
                 model = load_model(runs[0]["model_path"])
                 top1s = [r["top1"] for r in runs]
                 rows.append({
@@ -407,13 +414,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", type=Path, default=HERE / "cache")
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs in the cache")
     args = parser.parse_args(argv)
     if not args.data.is_file():
         parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. ../shared/data/cifar10_subset.npz)")
     if {"modelpruning", "scratch", "scratch_kd"} & set(args.methods) and "oneshot_ft" not in args.methods:
         parser.error("--methods modelpruning/scratch/scratch_kd reuse the oneshot_ft architecture: add oneshot_ft")
     torch.set_num_threads(2)
-    results = Benchmark(args.profile, args.data, args.cache_dir, args.results_dir, args.methods).run_all()
+    benchmark = Benchmark(args.profile, args.data, args.cache_dir, args.results_dir, args.methods)
+    if args.report_only and not benchmark.teacher_path().with_name("result.json").is_file():
+        parser.error(f"--report-only: no cached teacher for profile {args.profile!r} in {args.cache_dir}")
+    results = benchmark.summarise(benchmark.teacher_path()) if args.report_only else benchmark.run_all()
     print(json.dumps({"teacher_top1": results["teacher"]["top1"],
                       "rows": [(r["method"], r["target"], round(r["top1"], 4)) for r in results["rows"]]}, indent=1))
 
