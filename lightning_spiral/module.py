@@ -38,10 +38,15 @@ from lightning_spiral.distill.combine import DistillationInputs, distillation_te
 from lightning_spiral.distill.taps import FeatureTaps
 from lightning_spiral.distill.teacher_cache import TeacherOutputCache
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
+from lightning_spiral.io import rebuild
+from lightning_spiral.models.spec import ModelSpec, spec_of
 
 Split = Literal["train", "val", "test"]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+#: Key of the architecture specs in a Lightning checkpoint.
+CHECKPOINT_KEY = "lightning_spiral_specs"
 
 #: Scheduler arguments that mean "length of the run"; filled with the stage's ``max_epochs`` if unset.
 _HORIZON_ARGUMENTS = ("T_max", "total_iters")
@@ -56,7 +61,9 @@ class SpiralModule(L.LightningModule):
     """Teacher (frozen: eval mode, no gradients, not in the optimizer) + student.
 
     Args:
-        student: the network being trained (and pruned by :class:`~lightning_spiral.PruningCallback`).
+        student: the network being trained (and pruned by :class:`~lightning_spiral.PruningCallback`);
+            ``None`` only in ``SpiralModule.load_from_checkpoint(path)``, which rebuilds the pruned
+            student and teacher from the architecture specs stored in the checkpoint.
         teacher: a trained network whose outputs the student learns from; ``None`` trains the
             student on labels alone.
         loss: a :class:`~lightning_spiral.distill.DistillationLoss`; ignored without a teacher.
@@ -82,7 +89,7 @@ class SpiralModule(L.LightningModule):
 
     def __init__(
         self,
-        student: nn.Module,
+        student: nn.Module | None = None,
         teacher: nn.Module | None = None,
         loss: nn.Module | None = None,
         num_classes: int = 10,
@@ -93,6 +100,7 @@ class SpiralModule(L.LightningModule):
         cache_teacher: bool = False,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(ignore=["student", "teacher", "loss", "optimizer", "scheduler"])
         if teacher is not None and loss is None:
             raise SpiralConfigError("`loss` is None but a `teacher` was given; pass a DistillationLoss such as KDLoss().")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -134,6 +142,25 @@ class SpiralModule(L.LightningModule):
         if self.teacher is not None and not self.mutual:
             self.teacher.eval()
         return self
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the architecture specs (with pruning history) so a fresh process can rebuild the shapes."""
+        checkpoint[CHECKPOINT_KEY] = {
+            name: None if network is None or spec_of(network) is None else spec_of(network).to_dict()
+            for name, network in (("student", self.student), ("teacher", self.teacher))
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rebuild student/teacher with the checkpoint's pruned shapes before Lightning loads the weights."""
+        specs = checkpoint.get(CHECKPOINT_KEY) or {}
+        state = checkpoint["state_dict"]
+        if specs.get("student") is not None:
+            self.student = _matching_network(self.student, specs["student"], state, "student.")
+        if specs.get("teacher") is not None:
+            self.teacher = _matching_network(self.teacher, specs["teacher"], state, "teacher.")
+            if not self.mutual:
+                self.teacher.eval().requires_grad_(False)
 
     # ------------------------------------------------------------------------ feature distillation
     def setup(self, stage: str) -> None:
@@ -245,6 +272,16 @@ class SpiralModule(L.LightningModule):
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         scheduler = with_horizon(self.scheduler_factory, epochs)(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _matching_network(network: nn.Module | None, spec: dict[str, Any], state: dict[str, torch.Tensor], prefix: str) -> nn.Module:
+    """``network`` if its shapes match the checkpoint's, else the spec's architecture rebuilt (weights follow)."""
+    if network is not None:
+        shapes = {name: tensor.shape for name, tensor in network.state_dict().items()}
+        stored = {name.removeprefix(prefix): t.shape for name, t in state.items() if name.startswith(prefix)}
+        if shapes == stored:
+            return network
+    return rebuild(ModelSpec.from_dict(spec))
 
 
 def with_horizon(factory: SchedulerFactory, epochs: int) -> SchedulerFactory:
