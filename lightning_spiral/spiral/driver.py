@@ -64,6 +64,19 @@ TEACHER_MODES: tuple[str, ...] = ("previous", "original")
 MODEL_FILE = "model.pt"
 
 
+def check_strategy_keeps_the_model(trainer: Callable[..., L.Trainer]) -> None:
+    """Spawned or forked worker processes train copies: the pruned student never returns to the driver."""
+    strategy = (trainer.keywords if isinstance(trainer, functools.partial) else {}).get("strategy")
+    name = strategy if isinstance(strategy, str) else None
+    start_method = getattr(strategy, "_start_method", None)
+    if (name and name.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook"))) or start_method in ("spawn", "fork", "forkserver"):
+        raise SpiralConfigError(
+            f"`strategy`={name or type(strategy).__name__} runs training in spawned or forked processes, which cannot "
+            "hand the pruned student back to the spiral (and crashed 1 run in 10 here). Use strategy='ddp' "
+            "(`trainer=ddp_cpu` on CPU), which runs the whole spiral in every process."
+        )
+
+
 def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModule) -> None:
     """One forward pass on a zero sample: the network must take the data's shape and give its classes."""
     was_training = network.training
@@ -169,6 +182,7 @@ class Spiral:
                 "Pass exactly one of `model` (trained as the teacher in stage 0) and `teacher_checkpoint` "
                 f"(an already trained model file), got model={type(model).__name__} and teacher_checkpoint={teacher_checkpoint!r}."
             )
+        check_strategy_keeps_the_model(trainer)
         self.model = model
         self.datamodule = datamodule
         self.trainer_factory = trainer

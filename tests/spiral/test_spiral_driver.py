@@ -146,6 +146,20 @@ class ExplodingLoss(KDLoss):
         return super().compute(student_logits, teacher_logits, target) * float("nan")
 
 
+def test_same_seed_gives_the_same_architectures_and_accuracy(tmp_path) -> None:
+    first = make_spiral(tmp_path / "a", max_stages=1).run()
+    second = make_spiral(tmp_path / "b", max_stages=1).run()
+    assert [s.params for s in first.stages] == [s.params for s in second.stages]
+    assert abs(first.final.top1 - second.final.top1) <= 0.001
+    assert abs(first.teacher.top1 - second.teacher.top1) <= 0.001
+
+
+def test_bf16_mixed_spiral_has_no_nan(tmp_path) -> None:
+    report = make_spiral(tmp_path, max_stages=1, trainer=functools.partial(TRAINER, precision="bf16-mixed")).run()
+    assert report.stages[0].kept and 0.0 < report.final.top1 <= 1.0
+    assert "failed" not in report.stages[0].note
+
+
 def test_teacher_for_stage() -> None:
     original, previous = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
     assert teacher_for_stage("original", original=original, previous=previous) is original
@@ -180,6 +194,8 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
         ({"teacher_checkpoint": "t.pt"}, r"Pass exactly one of `model` .* and `teacher_checkpoint`"),
         ({"model": None}, r"Pass exactly one of `model` .* got model=NoneType and teacher_checkpoint=None"),
         ({"pruning": functools.partial(PruningCallback, amount=1.2)}, r"`amount` must be a channel fraction"),
+        ({"trainer": functools.partial(L.Trainer, strategy="ddp_spawn")},
+         r"`strategy`=ddp_spawn runs training in spawned or forked processes"),
         ({"target_macs_ratio": 0.05}, r"`target_macs_ratio`=0.05 cannot be reached: `max_stages`=2 stages of `amount`=0.25 keep 3\d.\d% of the MACs"),
         ({"model": build_model("small_cnn", num_classes=3, input_shape=(1, 8, 8))},
          r"The network outputs shape \(2, 3\) but the data has 10 classes"),
