@@ -337,7 +337,8 @@ class Benchmark:
         self.results_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.results_dir / f"{self.name}.json", results)
         atomic_write_bytes(self.results_dir / f"{self.name}.png", plot(results))
-        update_results_section(self.results_dir.parent / "RESULTS.md", f"compare:{self.name}", render_markdown(results))
+        update_results_section(self.results_dir.parent / "RESULTS.md", f"compare:{self.name}",
+                               f"compare.py — {self.name} profile", render_markdown(results))
         return results
 
 
@@ -373,7 +374,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_results_section(path: Path, name: str, body: str) -> None:
+def update_results_section(path: Path, name: str, title: str, body: str) -> None:
     """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` (appended if absent)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = path.read_text() if path.is_file() else "# Benchmark results\n"
@@ -381,7 +382,7 @@ def update_results_section(path: Path, name: str, body: str) -> None:
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip("\n") + f"\n\n## compare.py — {name.split(':')[-1]} profile\n\n{block}\n"
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n{block}\n"
     atomic_write_text(path, text)
 
 

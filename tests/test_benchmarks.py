@@ -48,3 +48,24 @@ def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "none.npz' does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_latency_script_runs_on_one_model(tmp_path) -> None:
+    out = tmp_path / "latency.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "latency.py"), "--models", "resnet18", "--repeats", "1",
+                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["method"] for row in rows} == {"dense", "structured", "masks (ModelPruning)"}
+    structured = [row for row in rows if row["method"] == "structured"]
+    assert all(row["macs_reduction"] > 1.5 for row in structured)
+
+
+@pytest.mark.slow
+def test_overhead_script_quick_mode(tmp_path) -> None:
+    out = tmp_path / "overhead.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "overhead.py"), "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["quick"] is True
