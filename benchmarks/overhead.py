@@ -10,7 +10,11 @@ A standalone script (the package never imports it). Two measurements, each the m
    (a) a plain student training step: forward, cross-entropy, backward, SGD step;
    (b) a distillation step: teacher forward in eval mode under ``torch.no_grad()``, then the same
        student step with ``KDLoss(temperature=4.0, alpha=0.9)`` in place of the cross-entropy;
-   (c) the teacher forward alone (eval, ``no_grad``).
+   (c) the teacher forward alone (eval, ``no_grad``);
+   (d) a distillation step whose teacher logits come from
+       :class:`~lightning_spiral.distill.teacher_cache.TeacherOutputCache` (filled once before timing),
+       as ``SpiralModule(cache_teacher=True)`` runs every epoch after the first; (d) / (a) is its cost
+       over a plain student step.
 
    If distillation costs nothing beyond the teacher's forward pass, (b) ≈ (a) + (c); the ratio
    (b) / ((a) + (c)) shows what is left over.
@@ -47,6 +51,7 @@ from rich.table import Table
 
 from lightning_spiral import KDLoss, build_model, prune
 from lightning_spiral.atomic import atomic_write_text
+from lightning_spiral.distill.teacher_cache import TeacherOutputCache
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.report import format_count, machine_info
 
@@ -61,7 +66,7 @@ PRUNE_CASES: tuple[tuple[str, int, tuple[int, int, int]], ...] = (
     ("torchvision.resnet50", 1000, (3, 224, 224)),
 )
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "overhead.json"
-STEPS = ("student_step", "distill_step", "teacher_forward")  # (a), (b), (c)
+STEPS = ("student_step", "distill_step", "teacher_forward", "cached_distill_step")  # (a), (b), (c), (d)
 
 
 def build_pairs() -> list[tuple[str, nn.Module, nn.Module]]:
@@ -98,7 +103,17 @@ def make_steps(teacher: nn.Module, student: nn.Module) -> dict[str, Callable[[],
         with torch.no_grad():
             teacher(images)
 
-    return {"student_step": student_step, "distill_step": distill_step, "teacher_forward": teacher_forward}
+    cache = TeacherOutputCache()
+    with torch.no_grad():
+        cache.store(images, teacher(images))
+
+    def cached_distill_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        kd_loss(student(images), cache.lookup(images), labels).backward()
+        optimizer.step()
+
+    return {"student_step": student_step, "distill_step": distill_step, "teacher_forward": teacher_forward,
+            "cached_distill_step": cached_distill_step}
 
 
 def time_round_robin(steps: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
@@ -133,6 +148,7 @@ def measure_pair(label: str, teacher: nn.Module, student: nn.Module, repeats: in
         "median_ms": median_ms,
         "images_per_s": {name: BATCH * 1e3 / ms for name, ms in median_ms.items()},
         "distill_over_sum_of_parts": median_ms["distill_step"] / median_ms["sum_of_parts"],
+        "cached_distill_over_student_step": median_ms["cached_distill_step"] / median_ms["student_step"],
         "samples_ms": samples,
     }
 
@@ -163,7 +179,7 @@ def distill_table(rows: list[dict[str, Any]]) -> Table:
     """Medians per pair: (a), (c), (a)+(c), (b) in ms, the ratio, and images/s."""
     table = Table(title=f"Training step, batch {BATCH}, fp32 (median ms)", box=box.SIMPLE_HEAD)
     for column in ("pair", "T / S MACs", "(a) student", "(c) teacher fwd", "(a)+(c)", "(b) distill",
-                   "(b)/((a)+(c))", "img/s (a)", "img/s (b)"):
+                   "(b)/((a)+(c))", "(d) cached", "(d)/(a)", "img/s (a)", "img/s (b)"):
         table.add_column(column, justify="left" if column == "pair" else "right", no_wrap=True)
     for row in rows:
         ms, ips = row["median_ms"], row["images_per_s"]
@@ -172,6 +188,8 @@ def distill_table(rows: list[dict[str, Any]]) -> Table:
             f"{format_count(row['teacher_macs'])} / {format_count(row['student_macs'])}",
             *(f"{ms[name]:.1f}" for name in ("student_step", "teacher_forward", "sum_of_parts", "distill_step")),
             f"{row['distill_over_sum_of_parts']:.3f}",
+            f"{ms['cached_distill_step']:.1f}",
+            f"{row['cached_distill_over_student_step']:.3f}",
             f"{ips['student_step']:.0f}",
             f"{ips['distill_step']:.0f}",
         )
