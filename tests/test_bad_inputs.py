@@ -33,8 +33,8 @@ PYTHON_API = [
      "`amount` must be a channel fraction in the open interval (0, 1), got 1.5. Hint: 0.3 removes 30% of the "
      "channels of every prunable layer (about 50% of the MACs)."),
     (lambda: PruningCallback(amount=0.2, target_macs_ratio=0.5),
-     "Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`, got amount=0.2, "
-     "target_macs_ratio=0.5, target_latency_ms=None."),
+     "Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`, got "
+     "amount=0.2, target_macs_ratio=0.5, target_params_ratio=None, target_latency_ms=None."),
     (lambda: PruningCallback(amount=0.2, importance="l3"),
      "`importance` must be one of ['l1', 'l2', 'bn_scale', 'taylor', 'fpgm', 'random'], got 'l3'."),
     (lambda: PruningCallback(amount=0.2, round_to=0), "`round_to` must be None or an integer >= 1 (e.g. 8), got 0."),
@@ -56,8 +56,8 @@ PYTHON_API = [
     (lambda: NpzDataModule("/nonexistent/data.npz"), "`path` must be an existing .npz file, got '/nonexistent/data.npz' (not found)."),
     (lambda: SpiralModule(torch.nn.Linear(2, 2), num_classes=1), "`num_classes` must be an int >= 2, got 1."),
     (lambda: prune(torch.nn.Linear(2, 2), torch.randn(1, 2)),
-     "Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`, got amount=None, "
-     "target_macs_ratio=None, target_latency_ms=None."),
+     "Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`, got "
+     "amount=None, target_macs_ratio=None, target_params_ratio=None, target_latency_ms=None."),
 ]
 
 

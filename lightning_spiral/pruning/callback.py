@@ -28,7 +28,7 @@ from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
 from lightning_spiral.pruning.structured import check_amount, check_one_target, check_round_to, prune
-from lightning_spiral.pruning.target import amount_for_latency, amount_for_macs_ratio, check_macs_ratio
+from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_macs_ratio, check_ratio
 
 
 class PruningCallback(L.Callback):
@@ -38,6 +38,7 @@ class PruningCallback(L.Callback):
         amount: channel fraction in (0, 1) removed in this fit (one spiral stage).
         target_macs_ratio: instead of ``amount``: remove as many channels as needed to keep at most
             this fraction of the network's MACs (found by bisection before pruning).
+        target_params_ratio: the same for the number of parameters.
         target_latency_ms: instead of ``amount``: prune until the measured CPU latency at
             ``latency_batch_size`` fits this budget (5% channel steps).
         latency_batch_size: batch size of that latency measurement.
@@ -65,6 +66,7 @@ class PruningCallback(L.Callback):
         self,
         amount: float | None = None,
         target_macs_ratio: float | None = None,
+        target_params_ratio: float | None = None,
         target_latency_ms: float | None = None,
         latency_batch_size: int = 64,
         importance: ImportanceName = "l1",
@@ -78,7 +80,8 @@ class PruningCallback(L.Callback):
         verbose: int = 1,
     ) -> None:
         super().__init__()
-        check_one_target(amount, target_macs_ratio, target_latency_ms)
+        check_one_target(amount, target_macs_ratio, target_params_ratio, target_latency_ms)
+        self.target_params_ratio = None if target_params_ratio is None else check_ratio(target_params_ratio, "params")
         self.target_latency_ms = target_latency_ms
         self.latency_batch_size = latency_batch_size
         self.amount = None if amount is None else check_amount(amount)
@@ -155,7 +158,9 @@ class PruningCallback(L.Callback):
         )
         amount = self.amount
         if self.target_macs_ratio is not None:
-            amount = amount_for_macs_ratio(network, example_inputs, self.target_macs_ratio, prune_kwargs=options, prune_fn=prune)
+            amount = amount_for_ratio(network, example_inputs, self.target_macs_ratio, metric="macs", prune_kwargs=options, prune_fn=prune)
+        elif self.target_params_ratio is not None:
+            amount = amount_for_ratio(network, example_inputs, self.target_params_ratio, metric="params", prune_kwargs=options, prune_fn=prune)
         elif self.target_latency_ms is not None:
             amount = amount_for_latency(network, example_inputs, self.target_latency_ms, batch_size=self.latency_batch_size,
                                         prune_kwargs=options, prune_fn=prune)

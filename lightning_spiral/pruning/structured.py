@@ -30,7 +30,7 @@ from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_pruning
 from lightning_spiral.models.spec import PruningStep, spec_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
-from lightning_spiral.pruning.target import amount_for_latency, amount_for_macs_ratio
+from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio
 
 
 def check_amount(amount: float) -> float:
@@ -50,12 +50,17 @@ def check_round_to(round_to: int | None) -> int | None:
     return round_to
 
 
-def check_one_target(amount: float | None, target_macs_ratio: float | None, target_latency_ms: float | None) -> None:
+def check_one_target(
+    amount: float | None, target_macs_ratio: float | None, target_params_ratio: float | None, target_latency_ms: float | None
+) -> None:
     """Exactly one way of saying how much to prune must be given."""
-    given = {"amount": amount, "target_macs_ratio": target_macs_ratio, "target_latency_ms": target_latency_ms}
+    given = {"amount": amount, "target_macs_ratio": target_macs_ratio, "target_params_ratio": target_params_ratio,
+             "target_latency_ms": target_latency_ms}
     if sum(value is not None for value in given.values()) != 1:
         shown = ", ".join(f"{name}={value!r}" for name, value in given.items())
-        raise SpiralConfigError(f"Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`, got {shown}.")
+        raise SpiralConfigError(
+            f"Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`, got {shown}."
+        )
 
 
 def default_ignored_layers(model: nn.Module) -> list[nn.Module]:
@@ -91,6 +96,7 @@ def prune(
     *,
     amount: float | None = None,
     target_macs_ratio: float | None = None,
+    target_params_ratio: float | None = None,
     target_latency_ms: float | None = None,
     latency_batch_size: int = 64,
     importance: ImportanceName = "l1",
@@ -106,7 +112,8 @@ def prune(
         example_inputs: a batch on the model's device used to trace the graph, e.g. shape ``(1, C, H, W)``.
         amount: channel fraction to remove from each prunable layer (or overall when ``global_pruning``).
         target_macs_ratio: instead of ``amount``: keep at most this fraction of the model's current
-            MACs; the amount is found by bisection (:func:`amount_for_macs_ratio`).
+            MACs; the amount is found by bisection (:func:`amount_for_ratio`).
+        target_params_ratio: the same for the number of parameters.
         target_latency_ms: instead of ``amount``: prune in steps of 5% of the channels until the
             measured CPU latency at ``latency_batch_size`` is within this budget (:func:`amount_for_latency`).
         latency_batch_size: batch size of the latency measurement for ``target_latency_ms``.
@@ -123,7 +130,7 @@ def prune(
     Returns:
         The same ``model`` object, with smaller layers.
     """
-    check_one_target(amount, target_macs_ratio, target_latency_ms)
+    check_one_target(amount, target_macs_ratio, target_params_ratio, target_latency_ms)
     check_importance_name(importance)
     round_to = check_round_to(round_to)
     if needs_gradients(importance) and not any(p.grad is not None for p in model.parameters()):
@@ -134,8 +141,9 @@ def prune(
         )
     options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers,
                    layer_amounts=layer_amounts, round_to=round_to)
-    if target_macs_ratio is not None:
-        amount = amount_for_macs_ratio(model, example_inputs, target_macs_ratio, prune_kwargs=options, prune_fn=prune)
+    if target_macs_ratio is not None or target_params_ratio is not None:
+        metric, target = ("macs", target_macs_ratio) if target_macs_ratio is not None else ("params", target_params_ratio)
+        amount = amount_for_ratio(model, example_inputs, target, metric=metric, prune_kwargs=options, prune_fn=prune)
     elif target_latency_ms is not None:
         amount = amount_for_latency(model, example_inputs, target_latency_ms, batch_size=latency_batch_size,
                                     prune_kwargs=options, prune_fn=prune)

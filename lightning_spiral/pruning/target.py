@@ -10,7 +10,7 @@ Example:
     >>> from lightning_spiral.models import build_model
     >>> net = build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))
     >>> from lightning_spiral.pruning import prune
-    >>> amount = amount_for_macs_ratio(net, torch.randn(1, 3, 32, 32), 0.25, prune_kwargs={}, prune_fn=prune)
+    >>> amount = amount_for_ratio(net, torch.randn(1, 3, 32, 32), 0.25, metric="macs", prune_kwargs={}, prune_fn=prune)
     >>> 0.4 < amount < 0.6
     True
 """
@@ -19,58 +19,71 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
-from lightning_spiral.measure import count_macs, measure_latency
+from lightning_spiral.measure import count_macs, count_params, measure_latency
 
 #: Largest channel fraction the search will try: beyond it layers are left with almost nothing.
 MAX_SEARCH_AMOUNT = 0.9
 
 
+Metric = Literal["macs", "params"]
+
+
+def check_ratio(target: float, metric: Metric = "macs") -> float:
+    """Validate a MACs or parameter ratio target in (0, 1)."""
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise SpiralConfigError(
+            f"`target_{metric}_ratio` must be in the open interval (0, 1) (e.g. 0.25 keeps a quarter of the "
+            f"{'MACs' if metric == 'macs' else 'parameters'}), got {target!r}."
+        )
+    return float(target)
+
+
 def check_macs_ratio(target_macs_ratio: float) -> float:
     """Validate a MACs ratio target in (0, 1)."""
-    if isinstance(target_macs_ratio, bool) or not isinstance(target_macs_ratio, (int, float)) or not 0 < target_macs_ratio < 1:
-        raise SpiralConfigError(
-            f"`target_macs_ratio` must be in the open interval (0, 1) (e.g. 0.25 keeps a quarter of the MACs), "
-            f"got {target_macs_ratio!r}."
-        )
-    return float(target_macs_ratio)
+    return check_ratio(target_macs_ratio, "macs")
 
 
-def amount_for_macs_ratio(
+def amount_for_ratio(
     model: nn.Module,
     example_inputs: torch.Tensor,
-    target_macs_ratio: float,
+    target: float,
     *,
+    metric: Metric,
     prune_kwargs: dict[str, Any],
     prune_fn: Callable[..., nn.Module],
     iterations: int = 10,
 ) -> float:
-    """Smallest channel fraction whose pruned copy of ``model`` has ``<= target_macs_ratio`` of its MACs.
+    """Smallest channel fraction whose pruned copy of ``model`` keeps ``<= target`` of its MACs (or parameters).
 
     Args:
         model: the network (left untouched: every trial prunes a deep copy).
         example_inputs: a batch of 1 used to trace and count.
-        target_macs_ratio: MACs after / MACs before, in (0, 1).
+        target: MACs (or parameters) after / before, in (0, 1).
+        metric: ``"macs"`` or ``"params"``.
         prune_kwargs: the other arguments of :func:`~lightning_spiral.pruning.prune` (importance, ...).
         prune_fn: the pruning function, called as ``prune_fn(copy, example_inputs, amount=..., **prune_kwargs)``.
         iterations: bisection steps (10 resolve the amount to ~1e-3).
     """
-    target = check_macs_ratio(target_macs_ratio)
-    base = count_macs(model, example_inputs)
+    target = check_ratio(target, metric)
+
+    def size(network: nn.Module) -> int:
+        return count_macs(network, example_inputs) if metric == "macs" else count_params(network)
+
+    base = size(model)
 
     def ratio(amount: float) -> float:
-        trial = prune_fn(copy.deepcopy(model), example_inputs, amount=amount, **prune_kwargs)
-        return count_macs(trial, example_inputs) / base
+        return size(prune_fn(copy.deepcopy(model), example_inputs, amount=amount, **prune_kwargs)) / base
 
     if ratio(MAX_SEARCH_AMOUNT) > target:
         raise PruningError(
-            f"`target_macs_ratio`={target} cannot be reached in one step: removing {MAX_SEARCH_AMOUNT:.0%} of the "
-            f"channels leaves {ratio(MAX_SEARCH_AMOUNT):.1%} of the MACs (ignored layers keep theirs). "
+            f"`target_{metric}_ratio`={target} cannot be reached in one step: removing {MAX_SEARCH_AMOUNT:.0%} of the "
+            f"channels leaves {ratio(MAX_SEARCH_AMOUNT):.1%} of the {metric} (ignored layers keep theirs). "
             "Use more stages or fewer `ignored_layers`."
         )
     low, high = 0.0, MAX_SEARCH_AMOUNT  # ratio(low) > target >= ratio(high)

@@ -124,8 +124,8 @@ def test_unreachable_target_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({}, r"Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`, got amount=None, target_macs_ratio=None, target_latency_ms=None"),
-        ({"amount": 0.2, "target_macs_ratio": 0.5}, r"Pass exactly one of `amount`, `target_macs_ratio` and `target_latency_ms`"),
+        ({}, r"Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`, got amount=None, target_macs_ratio=None, target_params_ratio=None, target_latency_ms=None"),
+        ({"amount": 0.2, "target_macs_ratio": 0.5}, r"Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`"),
         ({"target_macs_ratio": 1.0}, r"`target_macs_ratio` must be in the open interval \(0, 1\)"),
     ],
 )
@@ -201,3 +201,10 @@ def test_an_unprunable_layer_is_named_in_a_clear_error() -> None:
     model = HardCodedWidth()
     with pytest.raises(PruningError, match=r"HardCodedWidth cannot be pruned structurally: layer '.*' failed with"):
         prune(model, torch.randn(1, 3, 8, 8), amount=0.5)
+
+
+def test_target_params_ratio_is_met_from_below() -> None:
+    model = build_model("vgg_bn", num_classes=10, input_shape=CIFAR)
+    params = count_params(model)
+    prune(model, torch.randn(1, *CIFAR), target_params_ratio=0.3)
+    assert 0.28 <= count_params(model) / params <= 0.3

@@ -44,3 +44,13 @@ def test_vit_widths_stay_multiples_of_the_head_count() -> None:
     attention = model.encoder.layers[0].self_attention
     assert model.hidden_dim == model.conv_proj.out_channels == attention.embed_dim
     assert attention.embed_dim % attention.num_heads == 0 and attention.embed_dim < 768
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_a_quarter_of_the_macs_is_met_within_two_points(name: str) -> None:
+    model = build_model(f"torchvision.{name}", num_classes=10, input_shape=(3, 32, 32))
+    example = torch.randn(1, 3, 32, 32)
+    macs = count_macs(model, example)
+    prune(model, example, target_macs_ratio=0.25)
+    assert 0.23 <= count_macs(model, example) / macs <= 0.25
