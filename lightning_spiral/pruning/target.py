@@ -107,12 +107,14 @@ def amount_for_latency(
     step: float = 0.05,
     repeats: int = 10,
     threads: int = 2,
+    latency_fn: Callable[[nn.Module], float] | None = None,
 ) -> float:
     """Smallest channel fraction, in steps of ``step``, whose pruned copy runs within ``budget_ms``.
 
     Latency is measured, not modelled (median of ``repeats`` CPU runs at ``batch_size``), because
     MACs predict speed poorly for thin layers; measurements are noisy, so the budget is met for the
-    median, not for every single call.
+    median, not for every single call. ``latency_fn(model) -> ms`` replaces the measurement (e.g. a
+    latency model of other hardware).
     """
     if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or budget_ms <= 0:
         raise SpiralConfigError(f"`target_latency_ms` must be a positive number of milliseconds, got {budget_ms!r}.")
@@ -120,7 +122,10 @@ def amount_for_latency(
     amount = step
     while amount <= MAX_SEARCH_AMOUNT + 1e-9:
         trial = prune_fn(copy.deepcopy(model), example_inputs, amount=amount, **prune_kwargs)
-        latency = measure_latency(trial, input_shape, batch_size, repeats=repeats, threads=threads)
+        if latency_fn is not None:
+            latency = latency_fn(trial)
+        else:
+            latency = measure_latency(trial, input_shape, batch_size, repeats=repeats, threads=threads)
         if latency <= budget_ms:
             return round(amount, 6)
         amount += step
