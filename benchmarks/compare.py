@@ -49,6 +49,7 @@ from matplotlib.figure import Figure
 from lightning_spiral import KDLoss, PruningCallback, Spiral, SpiralModule, load_model, prune, save_model
 from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
 from lightning_spiral.data import NpzDataModule
+from lightning_spiral.distill import AttentionTransferLoss, DKDLoss, FitNetLoss, RKDLoss, WeightedSum
 from lightning_spiral.io import rebuild
 from lightning_spiral.measure import count_macs, file_size, measure_latency
 from lightning_spiral.models import build_model
@@ -58,6 +59,9 @@ from lightning_spiral.report import machine_info
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"
 METHODS = ("spiral_original", "spiral_previous", "iterative_ft", "oneshot_kd", "oneshot_ft", "modelpruning", "scratch", "scratch_kd")
+# --distill: the spiral_original recipe with other distillation losses (spiral_original itself is the KD row)
+DISTILL_METHODS = ("spiral_dkd", "spiral_kd_at", "spiral_fitnet", "spiral_rkd")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +81,8 @@ class Profile:
     temperature: float = 4.0
     alpha: float = 0.9
     latency_repeats: int = 20
+    # feature taps for --distill; vgg_bn: features.7 is the last 128-channel conv block (8x8), features.9 the 256-channel one
+    feature_paths: dict[str, str] = dataclasses.field(default_factory=lambda: {"at": "features.7", "hint": "features.9"})
 
     @property
     def targets(self) -> list[float]:
@@ -96,11 +102,13 @@ PROFILES: dict[str, Profile] = {
     "full": Profile(
         model="resnet56", model_kwargs={}, teacher_epochs=160, teacher_lr=0.1, stage_lr=0.01,
         stage_epochs={0.2: [10, 10, 40], 0.1: [8, 8, 8, 36]}, seeds=(0, 1, 2),
+        feature_paths={"at": "stages.2", "hint": "stages.2"},
     ),
     # Seconds, for the smoke test: tiny subsets, one target, one seed.
     "smoke": Profile(
         model="vgg_bn", model_kwargs={"config": [8, "M", 16, "M"]}, teacher_epochs=1, teacher_lr=0.05, stage_lr=0.01,
         stage_epochs={0.5: [1, 1]}, seeds=(0,), batch_size=64, train_subset=256, test_subset=64, latency_repeats=2,
+        feature_paths={"at": "features.2", "hint": "features.2"},
     ),
 }
 
@@ -188,7 +196,8 @@ class Benchmark:
               f"MACs {result['macs']:,}, {result['wall_s']:.0f} s", flush=True)
         return result
 
-    def spiral(self, target: float, seed: int, out: Path, *, stages: list[int], teacher: str, distill: bool) -> dict[str, Any]:
+    def spiral(self, target: float, seed: int, out: Path, *, stages: list[int], teacher: str, distill: bool,
+               loss: nn.Module | None = None) -> dict[str, Any]:
         """A lightning-spiral run with the teacher from the cache; ``len(stages)`` stages reach ``target``."""
         p = self.profile
         per_stage = target ** (1 / len(stages))  # equal MACs ratio per stage lands on the target
@@ -198,7 +207,7 @@ class Benchmark:
             datamodule=self.datamodule(seed),
             trainer=trainer_factory,
             pruning=functools.partial(PruningCallback, target_macs_ratio=per_stage, verbose=0),
-            loss=KDLoss(temperature=p.temperature, alpha=p.alpha) if distill else None,
+            loss=(loss or KDLoss(temperature=p.temperature, alpha=p.alpha)) if distill else None,
             optimizer=sgd(p.stage_lr),
             scheduler=COSINE,
             teacher=teacher,
@@ -222,6 +231,27 @@ class Benchmark:
 
     def run_spiral_previous(self, target: float, seed: int, out: Path) -> dict[str, Any]:
         return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="previous", distill=True)
+
+    def distill_variant(self, target: float, seed: int, out: Path, loss: nn.Module) -> dict[str, Any]:
+        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="original", distill=True, loss=loss)
+
+    def kd_plus(self, name: str, weight: float, term: nn.Module) -> WeightedSum:
+        """The profile's KD loss plus one more term."""
+        kd = KDLoss(temperature=self.profile.temperature, alpha=self.profile.alpha)
+        return WeightedSum(weights={"kd": 1.0, name: weight}, losses={"kd": kd, name: term})
+
+    def run_spiral_dkd(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        loss = DKDLoss(alpha=1.0, beta=8.0, temperature=self.profile.temperature, ce_weight=1.0)
+        return self.distill_variant(target, seed, out, loss)
+
+    def run_spiral_kd_at(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.distill_variant(target, seed, out, self.kd_plus("at", 1000.0, AttentionTransferLoss(self.profile.feature_paths["at"])))
+
+    def run_spiral_fitnet(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.distill_variant(target, seed, out, self.kd_plus("hint", 1.0, FitNetLoss(self.profile.feature_paths["hint"])))
+
+    def run_spiral_rkd(self, target: float, seed: int, out: Path) -> dict[str, Any]:
+        return self.distill_variant(target, seed, out, self.kd_plus("rkd", 1.0, RKDLoss(None)))
 
     def run_iterative_ft(self, target: float, seed: int, out: Path) -> dict[str, Any]:
         return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="original", distill=False)
@@ -316,7 +346,7 @@ class Benchmark:
                        "wall_s": teacher_record["wall_s"], "epochs": p.teacher_epochs}
         rows = []
         for target in p.targets:
-            for method in self.methods:
+            for method in METHODS + DISTILL_METHODS:  # every finished run in the cache, whatever was asked now
                 runs = self.cached(method, target)
                 if not runs:
                     continue
@@ -393,7 +423,7 @@ def plot(results: dict[str, Any]) -> bytes:
     teacher = results["teacher"]
     for axis, key, label in zip(figure.subplots(1, 2), ("macs", "latency_ms_b64"), ("MACs (millions)", "batch-64 latency (ms, CPU)")):
         scale = 1e6 if key == "macs" else 1.0
-        for method in METHODS:
+        for method in METHODS + DISTILL_METHODS:
             rows = [r for r in results["rows"] if r["method"] == method]
             if rows:
                 axis.errorbar([r[key] / scale for r in rows], [100 * r["top1"] for r in rows],
@@ -414,9 +444,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="npz with x_train, y_train, x_test, y_test")
     parser.add_argument("--cache-dir", type=Path, default=HERE / "cache")
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS + DISTILL_METHODS, default=list(METHODS))
+    parser.add_argument("--distill", action="store_true",
+                        help=f"the distillation sweep: spiral_original (KD) and {', '.join(DISTILL_METHODS)}")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs in the cache")
     args = parser.parse_args(argv)
+    if args.distill:
+        args.methods = ["spiral_original", *DISTILL_METHODS]
     if not args.data.is_file():
         parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. ../shared/data/cifar10_subset.npz)")
     if {"modelpruning", "scratch", "scratch_kd"} & set(args.methods) and "oneshot_ft" not in args.methods:

@@ -41,6 +41,11 @@ def test_compare_smoke_profile_writes_every_method(tmp_path) -> None:
     # resumable: a second run reuses every cached result and trains nothing
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[compare]" not in again.stdout
+    # the distillation sweep adds its rows next to the others (KD is the cached spiral_original)
+    sweep = subprocess.run([*command, "--distill"], capture_output=True, text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    rows = json.loads((tmp_path / "results" / "smoke.json").read_text())["rows"]
+    assert {"spiral_dkd", "spiral_kd_at", "spiral_fitnet", "spiral_rkd"} | methods == {row["method"] for row in rows}
 
 
 def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
