@@ -26,7 +26,6 @@ Run:  python benchmarks/compare.py --profile quick   (about 60-80 minutes on a 2
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import functools
 import hashlib
@@ -46,7 +45,7 @@ from lightning.pytorch.callbacks import ModelPruning
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lightning_spiral import KDLoss, PruningCallback, Spiral, SpiralModule, load_model, prune, save_model
+from lightning_spiral import KDLoss, PruningCallback, Spiral, SpiralModule, load_model, save_model
 from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
 from lightning_spiral.data import NpzDataModule
 from lightning_spiral.distill import AttentionTransferLoss, DKDLoss, FitNetLoss, RKDLoss, WeightedSum

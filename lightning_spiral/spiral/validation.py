@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+
+import lightning.pytorch as L
+import torch
+import torch.nn as nn
 
 from lightning_spiral.errors import SpiralConfigError
 
@@ -33,3 +38,36 @@ def check_stage_epochs(stage_epochs: int | Sequence[int], max_stages: int) -> li
             f"`stage_epochs` must be one integer or a list of `max_stages`={max_stages} integers, got {epochs!r}."
         )
     return [check_positive_int("stage_epochs", e) for e in epochs]
+
+
+def check_strategy_keeps_the_model(trainer: Callable[..., L.Trainer]) -> None:
+    """Spawned or forked worker processes train copies: the pruned student never returns to the driver."""
+    strategy = (trainer.keywords if isinstance(trainer, functools.partial) else {}).get("strategy")
+    name = strategy if isinstance(strategy, str) else None
+    start_method = getattr(strategy, "_start_method", None)
+    if (name and name.startswith(("ddp_spawn", "ddp_fork", "ddp_notebook"))) or start_method in ("spawn", "fork", "forkserver"):
+        raise SpiralConfigError(
+            f"`strategy`={name or type(strategy).__name__} runs training in spawned or forked processes, which cannot "
+            "hand the pruned student back to the spiral (and crashed 1 run in 10 here). Use strategy='ddp' "
+            "(`trainer=ddp_cpu` on CPU), which runs the whole spiral in every process."
+        )
+
+
+def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModule) -> None:
+    """One forward pass on a zero sample: the network must take the data's shape and give its classes."""
+    was_training = network.training
+    try:
+        with torch.no_grad():
+            output = network.eval()(torch.zeros(2, *datamodule.input_shape))
+    except RuntimeError as err:
+        raise SpiralConfigError(
+            f"The network cannot take the data's input shape {tuple(datamodule.input_shape)}: {err}"
+        ) from err
+    finally:
+        network.train(was_training)
+    if output.dim() != 2 or output.shape[1] != datamodule.num_classes:
+        raise SpiralConfigError(
+            f"The network outputs shape {tuple(output.shape)} but the data has {datamodule.num_classes} classes; "
+            f"teacher and student must output (N, {datamodule.num_classes}) logits. Build the model with "
+            f"`num_classes={datamodule.num_classes}`."
+        )
