@@ -31,6 +31,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -361,7 +362,8 @@ class Benchmark:
                     "epochs": p.budget(target),
                 })
         results = {"profile": self.name, "settings": dataclasses.asdict(p) | {"stage_epochs": {str(k): v for k, v in p.stage_epochs.items()}},
-                   "data": str(self.data_path), "machine": machine_info(threads=2), "command": " ".join(sys.argv),
+                   "data": os.path.relpath(self.data_path, HERE.parent),  # relative: no machine paths in results
+                   "machine": machine_info(threads=2), "command": " ".join(sys.argv),
                    "teacher": teacher_row, "rows": rows}
         self.results_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.results_dir / f"{self.name}.json", results)

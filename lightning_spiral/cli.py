@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> None:
     except SpiralError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"lightning-spiral: error: {err}", file=sys.stderr)
+        sys.stderr.write(f"lightning-spiral: error: {err}\n")
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 

@@ -2,7 +2,7 @@
 
 The file holds ``x_train, y_train, x_test, y_test`` (images ``(N, H, W, C)`` or gray
 ``(N, H, W)``, uint8 0–255 or float; labels int) and optionally ``classes`` (one name per label).
-``/work/shared/data/cifar10_subset.npz`` — 10,000 CIFAR-10 training images and the full official
+``../shared/data/cifar10_subset.npz`` (beside the repository) — 10,000 CIFAR-10 training images and the full official
 test split — is the reference example. The constructor checks the keys and reads the image
 shapes from the array headers (no pixel is decompressed); :meth:`setup` loads the arrays.
 
