@@ -28,7 +28,7 @@ from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
 from lightning_spiral.pruning.structured import check_amount, check_one_target, check_round_to, prune
-from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_macs_ratio, check_ratio
+from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_ratio
 
 
 class PruningCallback(L.Callback):
@@ -85,7 +85,7 @@ class PruningCallback(L.Callback):
         self.target_latency_ms = target_latency_ms
         self.latency_batch_size = latency_batch_size
         self.amount = None if amount is None else check_amount(amount)
-        self.target_macs_ratio = None if target_macs_ratio is None else check_macs_ratio(target_macs_ratio)
+        self.target_macs_ratio = None if target_macs_ratio is None else check_ratio(target_macs_ratio, "macs")
         self.applied_amount: float | None = None
         self.importance = check_importance_name(importance)
         self.ignored_layers = None if ignored_layers is None else list(ignored_layers)

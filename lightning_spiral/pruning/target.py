@@ -44,11 +44,6 @@ def check_ratio(target: float, metric: Metric = "macs") -> float:
     return float(target)
 
 
-def check_macs_ratio(target_macs_ratio: float) -> float:
-    """Validate a MACs ratio target in (0, 1)."""
-    return check_ratio(target_macs_ratio, "macs")
-
-
 def amount_for_ratio(
     model: nn.Module,
     example_inputs: torch.Tensor,
