@@ -6,6 +6,10 @@ own ``measure_latency`` (warm-up, median of ``--repeats`` runs, fixed thread cou
 structured model, the dense model with Lightning ``ModelPruning``-style masks (global L1
 unstructured, made permanent) at the *same parameter count* shows what masks give on dense kernels.
 
+Every model is timed in both CPU memory layouts, NCHW (PyTorch's default) and NHWC
+(``channels_last``), each pruned model against the dense model in the same layout. NHWC matters for
+depthwise CNNs: their NCHW depthwise kernels barely speed up when channels are removed.
+
 The key column is ``speed-up / MACs reduction`` at batch 64: 1.0 means latency fell exactly as much
 as MACs did; the acceptance bar is 0.7.
 
@@ -20,7 +24,7 @@ import copy
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 import torch.nn as nn
@@ -30,13 +34,14 @@ from rich.table import Table
 
 from lightning_spiral import prune
 from lightning_spiral.atomic import atomic_write_text
-from lightning_spiral.measure import count_macs, count_params, measure_latency
+from lightning_spiral.measure import MemoryFormat, count_macs, count_params, measure_latency
 from lightning_spiral.models import build_model
 from lightning_spiral.report import machine_info
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny")
 AMOUNTS = (0.3, 0.5, 0.7)
+ACCEPTANCE_AMOUNT = 0.5
 
 
 def masked_copy(model: nn.Module, nonzero_params: int) -> nn.Module:
@@ -51,38 +56,60 @@ def masked_copy(model: nn.Module, nonzero_params: int) -> nn.Module:
     return masked
 
 
-def measure_row(name: str, model: nn.Module, shape: tuple[int, ...], repeats: int, threads: int) -> dict[str, Any]:
+def measure_row(name: str, model: nn.Module, shape: tuple[int, ...], repeats: int, threads: int,
+                layout: MemoryFormat) -> dict[str, Any]:
     example = torch.randn(1, *shape)
+    latency = {f"latency_ms_b{batch}": measure_latency(model, shape, batch, repeats=repeats, threads=threads,
+                                                        memory_format=layout) for batch in (1, 64)}
     return {
         "model": name,
+        "layout": layout,
         "params": count_params(model),
         "nonzero_params": sum(int((p != 0).sum()) for p in model.parameters()),
         "macs": count_macs(model, example),
-        "latency_ms_b1": measure_latency(model, shape, 1, repeats=repeats, threads=threads),
-        "latency_ms_b64": measure_latency(model, shape, 64, repeats=repeats, threads=threads),
+        **latency,
     }
 
 
-def run(models: list[str], side: int, repeats: int, threads: int) -> list[dict[str, Any]]:
+def run(models: list[str], side: int, repeats: int, threads: int, layouts: list[MemoryFormat]) -> list[dict[str, Any]]:
     shape = (3, side, side)
     rows = []
     for name in models:
         dense = build_model(f"torchvision.{name}", num_classes=10, input_shape=shape).eval()
-        base = measure_row(name, dense, shape, repeats, threads) | {"method": "dense", "amount": 0.0}
-        rows.append(base)
+        variants = [("dense", 0.0, dense)]
         for amount in AMOUNTS:
             pruned = prune(copy.deepcopy(dense), torch.randn(1, *shape), amount=amount).eval()
-            structured = measure_row(name, pruned, shape, repeats, threads) | {"method": "structured", "amount": amount}
-            masked = measure_row(name, masked_copy(dense, structured["params"]), shape, repeats, threads)
-            rows += [structured, masked | {"method": "masks (ModelPruning)", "amount": amount}]
-            for row in rows[-2:]:
+            variants += [("structured", amount, pruned),
+                         ("masks (ModelPruning)", amount, masked_copy(dense, count_params(pruned)))]
+        for layout in layouts:
+            base = measure_row(name, dense, shape, repeats, threads, layout) | {"method": "dense", "amount": 0.0}
+            rows.append(base)
+            for method, amount, model in variants[1:]:
+                row = measure_row(name, model, shape, repeats, threads, layout) | {"method": method, "amount": amount}
                 row["macs_reduction"] = base["macs"] / row["macs"]
                 row["speedup_b1"] = base["latency_ms_b1"] / row["latency_ms_b1"]
                 row["speedup_b64"] = base["latency_ms_b64"] / row["latency_ms_b64"]
                 row["speedup_per_macs_b64"] = row["speedup_b64"] / row["macs_reduction"]
-            print(f"[latency] {name} {amount:.0%}: MACs ÷{structured['macs_reduction']:.2f}, "
-                  f"b64 ×{structured['speedup_b64']:.2f} (masks ×{rows[-1]['speedup_b64']:.2f})", flush=True)
+                rows.append(row)
+                if method == "structured":
+                    print(f"[latency] {name} {layout} {amount:.0%}: MACs ÷{row['macs_reduction']:.2f}, "
+                          f"b64 ×{row['speedup_b64']:.2f}", flush=True)
     return rows
+
+
+def fastest_layout_rows(rows: list[dict[str, Any]], amount: float) -> list[dict[str, Any]]:
+    """Per model: the fastest dense layout against the fastest structured layout at ``amount`` (batch 64)."""
+    summary = []
+    for name in dict.fromkeys(row["model"] for row in rows):
+        dense = min((r for r in rows if r["model"] == name and r["method"] == "dense"), key=lambda r: r["latency_ms_b64"])
+        pruned = min((r for r in rows if r["model"] == name and r["method"] == "structured" and r["amount"] == amount),
+                     key=lambda r: r["latency_ms_b64"])
+        speedup = dense["latency_ms_b64"] / pruned["latency_ms_b64"]
+        summary.append({"model": name, "dense_layout": dense["layout"], "dense_ms_b64": dense["latency_ms_b64"],
+                        "pruned_layout": pruned["layout"], "pruned_ms_b64": pruned["latency_ms_b64"],
+                        "macs_reduction": pruned["macs_reduction"], "speedup_b64": speedup,
+                        "speedup_per_macs_b64": speedup / pruned["macs_reduction"]})
+    return summary
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -92,16 +119,30 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{results['threads']} threads, torch {machine.get('torch')}, input 3×{results['side']}×{results['side']}, "
         f"median of {results['repeats']} runs.",
         "",
-        "| model | channels removed | method | params | MACs ÷ | b1 ms | b64 ms | speed-up b1 | speed-up b64 | speed-up b64 ÷ MACs reduction |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"Fastest layout of each at batch 64, {ACCEPTANCE_AMOUNT:.0%} of the channels removed (what a deployment "
+        "would pick; acceptance: speed-up ÷ MACs reduction ≥ 0.7):",
+        "",
+        "| model | dense: layout, b64 ms | pruned: layout, b64 ms | MACs ÷ | speed-up b64 | speed-up ÷ MACs reduction |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for row in results["fastest"]:
+        lines.append(f"| {row['model']} | {row['dense_layout']}, {row['dense_ms_b64']:.1f} | {row['pruned_layout']}, "
+                     f"{row['pruned_ms_b64']:.1f} | {row['macs_reduction']:.2f} | {row['speedup_b64']:.2f}× | "
+                     f"{row['speedup_per_macs_b64']:.2f} |")
+    lines += [
+        "",
+        "Every row, each against the dense model in the same layout:",
+        "",
+        "| model | layout | channels removed | method | params | MACs ÷ | b1 ms | b64 ms | speed-up b1 | speed-up b64 | speed-up b64 ÷ MACs reduction |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results["rows"]:
         if row["method"] == "dense":
-            lines.append(f"| {row['model']} | – | dense | {row['params'] / 1e6:.2f}M | 1.00 | {row['latency_ms_b1']:.2f} | "
-                         f"{row['latency_ms_b64']:.1f} | 1.00× | 1.00× | – |")
+            lines.append(f"| {row['model']} | {row['layout']} | – | dense | {row['params'] / 1e6:.2f}M | 1.00 | "
+                         f"{row['latency_ms_b1']:.2f} | {row['latency_ms_b64']:.1f} | 1.00× | 1.00× | – |")
             continue
         lines.append(
-            f"| {row['model']} | {row['amount']:.0%} | {row['method']} | {row['nonzero_params'] / 1e6:.2f}M | "
+            f"| {row['model']} | {row['layout']} | {row['amount']:.0%} | {row['method']} | {row['nonzero_params'] / 1e6:.2f}M | "
             f"{row['macs_reduction']:.2f} | {row['latency_ms_b1']:.2f} | {row['latency_ms_b64']:.1f} | "
             f"{row['speedup_b1']:.2f}× | {row['speedup_b64']:.2f}× | {row['speedup_per_macs_b64']:.2f} |"
         )
@@ -114,22 +155,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--side", type=int, default=32, help="input height and width")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layouts", nargs="+", choices=get_args(MemoryFormat), default=list(get_args(MemoryFormat)))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latency.json")
     args = parser.parse_args(argv)
-    rows = run(args.models, args.side, args.repeats, args.threads)
+    rows = run(args.models, args.side, args.repeats, args.threads, args.layouts)
     results = {"command": " ".join(sys.argv), "machine": machine_info(args.threads), "side": args.side,
-               "repeats": args.repeats, "threads": args.threads, "rows": rows}
+               "repeats": args.repeats, "threads": args.threads, "rows": rows,
+               "fastest": fastest_layout_rows(rows, ACCEPTANCE_AMOUNT)}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     if args.out == HERE / "results" / "latency.json":
         from compare import update_results_section  # one writer of RESULTS.md sections
 
         update_results_section(HERE / "RESULTS.md", "latency", "latency.py — structured pruning vs masks", render_markdown(results))
     table = Table(title="Structured pruning vs masks: CPU latency")
-    for column in ("model", "removed", "method", "MACs ÷", "b64 ms", "speed-up b64", "÷ MACs reduction"):
+    for column in ("model", "layout", "removed", "method", "MACs ÷", "b64 ms", "speed-up b64", "÷ MACs reduction"):
         table.add_column(column)
     for row in rows:
         if row["method"] != "dense":
-            table.add_row(row["model"], f"{row['amount']:.0%}", row["method"], f"{row['macs_reduction']:.2f}",
+            table.add_row(row["model"], row["layout"], f"{row['amount']:.0%}", row["method"], f"{row['macs_reduction']:.2f}",
                           f"{row['latency_ms_b64']:.1f}", f"{row['speedup_b64']:.2f}×", f"{row['speedup_per_macs_b64']:.2f}")
     Console(width=140).print(table)
 

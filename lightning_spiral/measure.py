@@ -30,6 +30,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterator, Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn as nn
@@ -39,6 +40,8 @@ from lightning_spiral.errors import SpiralConfigError
 
 # Layers whose weights structured and unstructured pruning act on.
 _WEIGHTED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+
+MemoryFormat = Literal["contiguous", "channels_last"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +107,7 @@ def measure_latency(
     repeats: int = 20,
     warmup: int = 5,
     threads: int = 2,
+    memory_format: MemoryFormat = "contiguous",
 ) -> float:
     """Median CPU wall-clock time of ``model(x)`` for a random ``x`` of ``(batch_size, *input_shape)``.
 
@@ -112,6 +116,10 @@ def measure_latency(
     and each module's train/eval flag are restored afterwards. A model with tensors on another
     device is measured through a CPU deep copy, so it stays where it is.
 
+    ``memory_format="channels_last"`` times an NHWC copy of the model on an NHWC input (image
+    models only). On CPU it is often the faster layout, above all for depthwise convolutions, whose
+    NCHW kernels barely speed up when channels are removed (benchmarks/RESULTS.md, latency).
+
     Args:
         model: the model to time.
         input_shape: shape of one sample without the batch dimension, e.g. ``(3, 32, 32)``.
@@ -119,6 +127,8 @@ def measure_latency(
         repeats: timed calls, at least 1 (use at least 20 for a stable median).
         warmup: untimed calls before timing, at least 0.
         threads: intra-op threads used while timing, at least 1.
+        memory_format: ``"contiguous"`` (NCHW, PyTorch's default) or ``"channels_last"`` (NHWC;
+            needs a ``(C, H, W)`` input shape).
 
     Returns:
         The median latency in milliseconds.
@@ -132,8 +142,12 @@ def measure_latency(
     _check_int("repeats", repeats, minimum=1, hint="Use at least 20 for a stable median.")
     _check_int("warmup", warmup, minimum=0, hint="Use 0 to skip the warm-up.")
     _check_int("threads", threads, minimum=1, hint="Pass the thread count the model will run with.")
+    _check_memory_format(memory_format, input_shape)
     cpu_model = _on_cpu(model)
     x = torch.randn(batch_size, *input_shape)  # (B, *input_shape)
+    if memory_format == "channels_last":  # a copy: the caller's model keeps its layout
+        cpu_model = copy.deepcopy(cpu_model).to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # (B, C, H, W) stored as NHWC
     timings_ms: list[float] = []
     with _eval_mode(cpu_model), _num_threads(threads), torch.inference_mode():
         for _ in range(warmup):
@@ -190,6 +204,7 @@ def measure_model(
     repeats: int = 20,
     warmup: int = 5,
     threads: int = 2,
+    memory_format: MemoryFormat = "contiguous",
 ) -> ModelMeasurement:
     """All figures of :class:`ModelMeasurement` for ``model``, measured on the CPU.
 
@@ -199,6 +214,7 @@ def measure_model(
         repeats: timed calls per latency (see :func:`measure_latency`).
         warmup: untimed calls before each latency.
         threads: intra-op threads used while timing.
+        memory_format: layout the latencies are timed in (see :func:`measure_latency`).
 
     Example:
         >>> m = measure_model(nn.Linear(4, 2), (4,), repeats=2, warmup=0, threads=1)
@@ -210,7 +226,8 @@ def measure_model(
 
     def latency(batch_size: int) -> float:
         return measure_latency(
-            cpu_model, input_shape, batch_size, repeats=repeats, warmup=warmup, threads=threads
+            cpu_model, input_shape, batch_size, repeats=repeats, warmup=warmup, threads=threads,
+            memory_format=memory_format,
         )
 
     return ModelMeasurement(
@@ -269,6 +286,18 @@ def _on_cpu(model: nn.Module) -> nn.Module:
 def _check_int(name: str, value: int, *, minimum: int, hint: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpiralConfigError(f"`{name}` must be an integer >= {minimum}, got {value!r}. {hint}")
+
+
+def _check_memory_format(memory_format: str, input_shape: tuple[int, ...]) -> None:
+    if memory_format not in get_args(MemoryFormat):
+        raise SpiralConfigError(
+            f"`memory_format` must be one of {get_args(MemoryFormat)}, got {memory_format!r}."
+        )
+    if memory_format == "channels_last" and len(input_shape) != 3:
+        raise SpiralConfigError(
+            f"`memory_format='channels_last'` needs an image input shape (C, H, W), got {input_shape!r}. "
+            "Use 'contiguous' for other inputs."
+        )
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:

@@ -61,10 +61,14 @@ def test_latency_script_runs_on_one_model(tmp_path) -> None:
     result = subprocess.run([sys.executable, str(BENCHMARKS / "latency.py"), "--models", "resnet18", "--repeats", "1",
                              "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    results = json.loads(out.read_text())
+    rows = results["rows"]
     assert {row["method"] for row in rows} == {"dense", "structured", "masks (ModelPruning)"}
+    assert {row["layout"] for row in rows} == {"contiguous", "channels_last"}
     structured = [row for row in rows if row["method"] == "structured"]
-    assert all(row["macs_reduction"] > 1.5 for row in structured)
+    assert len(structured) == 6 and all(row["macs_reduction"] > 1.5 for row in structured)
+    (fastest,) = results["fastest"]
+    assert fastest["model"] == "resnet18" and fastest["speedup_per_macs_b64"] > 0
 
 
 @pytest.mark.slow

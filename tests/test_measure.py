@@ -98,6 +98,15 @@ def test_measure_latency_positive_and_restores_state() -> None:
     assert all(m.training for m in model.modules())
 
 
+def test_measure_latency_channels_last_leaves_the_model_layout_alone() -> None:
+    model = _tiny_cnn()
+    weight = model[0].weight
+    latency = measure_latency(model, (3, 8, 8), batch_size=2, repeats=2, warmup=0, threads=1, memory_format="channels_last")
+    assert latency > 0
+    assert model[0].weight is weight and weight.is_contiguous()  # timed on an NHWC copy
+    assert measure_model(model, (3, 8, 8), repeats=1, warmup=0, threads=1, memory_format="channels_last").latency_ms_b64 > 0
+
+
 def test_measure_latency_restores_state_when_the_model_fails() -> None:
     model = nn.Linear(4, 2).train()
     previous_threads = torch.get_num_threads()
@@ -156,6 +165,8 @@ def test_file_size(tmp_path) -> None:
         ({"threads": 1.5}, r"`threads` must be an integer >= 1, got 1.5"),
         ({"input_shape": ()}, r"`input_shape` must be a non-empty sequence of positive integers, got \(\)"),
         ({"input_shape": (3, 0)}, r"`input_shape` .* got \(3, 0\)"),
+        ({"memory_format": "nhwc"}, r"`memory_format` must be one of \('contiguous', 'channels_last'\), got 'nhwc'"),
+        ({"memory_format": "channels_last"}, r"`memory_format='channels_last'` needs an image input shape .* got \(4,\)"),
     ],
 )
 def test_measure_latency_rejects_bad_arguments(kwargs: dict, match: str) -> None:
