@@ -44,7 +44,6 @@ import lightning.pytorch as L
 import torch
 import torch.nn as nn
 from lightning.fabric.utilities.warnings import PossibleUserWarning
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -56,6 +55,15 @@ from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralMo
 from lightning_spiral.pruning import PruningCallback, prune
 from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, read_report, write_report
+from lightning_spiral.spiral.progress import (
+    LoggerChoice,
+    StageProgress,
+    check_logger_choice,
+    check_verbose,
+    log_stage_result,
+    stage_loggers,
+    stage_summary,
+)
 from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.validation import (
     check_fraction,
@@ -114,6 +122,11 @@ class Spiral:
         threads: CPU threads used for latency measurement.
         cache_teacher: reuse the teacher's logits across epochs of a stage (deterministic data only,
             see :class:`SpiralModule`).
+        loggers: Lightning loggers of every stage, metric keys prefixed ``stage_<k>``: ``"auto"``
+            (CSV, plus TensorBoard when installed), ``"csv"``, ``"tensorboard"`` or ``"none"``; a
+            ``logger`` bound in the ``trainer`` partial wins (see :mod:`lightning_spiral.spiral.progress`).
+        verbose: 0 silent (no stage lines, table or progress bar), 1 a line per stage and the final
+            table, 2 also the pruned layer widths and Lightning's model summary.
     """
 
     def __init__(
@@ -140,6 +153,8 @@ class Spiral:
         latency_repeats: int = 20,
         threads: int = 2,
         cache_teacher: bool = False,
+        loggers: LoggerChoice = "auto",
+        verbose: int = 1,
     ) -> None:
         if teacher not in TEACHER_MODES:
             raise SpiralConfigError(f"`teacher` must be one of {list(TEACHER_MODES)}, got {teacher!r}.")
@@ -156,6 +171,8 @@ class Spiral:
                 f"(an already trained model file), got model={type(model).__name__} and teacher_checkpoint={teacher_checkpoint!r}."
             )
         check_strategy_keeps_the_model(trainer)
+        self.loggers = check_logger_choice(loggers)
+        self.verbose = check_verbose(verbose)
         self.model = model
         self.datamodule = datamodule
         self.trainer_factory = trainer
@@ -247,7 +264,7 @@ class Spiral:
             self.write(report)
             if result.kept:
                 current = student
-        if self.is_global_zero:
+        if self.is_global_zero and self.verbose:
             print_report(report)
         return report
 
@@ -277,7 +294,9 @@ class Spiral:
             module = self.make_module(teacher, teacher=None)
             trainer.fit(module, datamodule=self.datamodule)
         wall_s = time.perf_counter() - start
-        return teacher, self.measure_and_save(0, trainer, module, amount=0.0, wall_s=wall_s, kept=True, note="teacher")
+        result = self.measure_and_save(0, trainer, module, amount=0.0, wall_s=wall_s, kept=True, note="teacher")
+        log_stage_result(trainer, result, teacher=result)
+        return teacher, result
 
     def run_pruning_stage(
         self, stage: int, teacher: nn.Module, previous: nn.Module, teacher_result: StageResult, previous_macs: int
@@ -286,7 +305,11 @@ class Spiral:
         L.seed_everything(self.seed + stage, workers=True, verbose=False)
         student = copy.deepcopy(previous).train()
         callback = self.stage_callback(stage, teacher_result.macs, previous_macs)
-        trainer = self.make_trainer(stage, epochs=self.stage_epochs[stage - 1], callbacks=[callback])
+        callbacks: list[L.Callback] = [callback]
+        if self.verbose:
+            action = "fine-tuning" if self.loss is None else "distilling"
+            callbacks.append(StageProgress(stage, self.max_stages, teacher_result.macs, tuple(self.datamodule.input_shape), action))
+        trainer = self.make_trainer(stage, epochs=self.stage_epochs[stage - 1], callbacks=callbacks)
         module = self.make_module(student, teacher=teacher)
         start = time.perf_counter()
         try:
@@ -302,10 +325,9 @@ class Spiral:
                 f"rolled back: validation top-1 {result.val_top1:.2%} is {drop:.2%} below the teacher's "
                 f"{teacher_result.val_top1:.2%} (max_accuracy_drop {self.max_accuracy_drop:.2%})"
             )
-        rank_zero_info(
-            f"[Spiral] stage {stage}/{self.max_stages}: MACs {result.macs / teacher_result.macs:.0%} of the teacher, "
-            f"val top-1 {result.val_top1:.2%}, test top-1 {result.top1:.2%}" + (f" — {result.note}" if result.note else "")
-        )
+        log_stage_result(trainer, result, teacher_result)
+        if self.verbose:
+            rank_zero_info(stage_summary(result, teacher_result, self.max_stages))
         return student, result
 
     def failed_stage(
@@ -324,10 +346,11 @@ class Spiral:
     # ------------------------------------------------------------------------------- the parts
     def stage_callback(self, stage: int, teacher_macs: int, previous_macs: int) -> PruningCallback:
         """The stage's PruningCallback: as configured, or aimed at the schedule's MACs ratio."""
+        overrides: dict[str, Any] = {} if self.verbose == 1 else {"verbose": self.verbose}  # 1: as configured
         if self.stage_targets is None:
-            return self.pruning_factory()
+            return self.pruning_factory(**overrides)
         relative = self.stage_targets[stage - 1] * teacher_macs / previous_macs
-        return self.pruning_factory(amount=None, target_macs_ratio=min(relative, 0.999))
+        return self.pruning_factory(amount=None, target_macs_ratio=min(relative, 0.999), **overrides)
 
     def make_trainer(self, stage: int, epochs: int, callbacks: list[L.Callback]) -> L.Trainer:
         """A fresh Trainer for ``stage``; callbacks bound in the partial are copied, not shared."""
@@ -340,7 +363,11 @@ class Spiral:
         if "default_root_dir" not in bound:
             kwargs["default_root_dir"] = str(stage_dir)
         if "logger" not in bound:
-            kwargs["logger"] = CSVLogger(save_dir=str(stage_dir), name="logs", version="")
+            kwargs["logger"] = stage_loggers(self.output_dir, stage, self.loggers) or False
+        if self.verbose == 0:
+            kwargs |= {"enable_progress_bar": False, "enable_model_summary": False}
+        elif self.verbose == 2:
+            kwargs["enable_model_summary"] = True
         return self.trainer_factory(**kwargs)
 
     def make_module(self, student: nn.Module, teacher: nn.Module | None) -> SpiralModule:

@@ -199,6 +199,8 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
         ({"target_macs_ratio": 0.05}, r"`target_macs_ratio`=0.05 cannot be reached: `max_stages`=2 stages of `amount`=0.25 keep 3\d.\d% of the MACs"),
         ({"model": build_model("small_cnn", num_classes=3, input_shape=(1, 8, 8))},
          r"The network outputs shape \(2, 3\) but the data has 10 classes"),
+        ({"loggers": "wandb"}, r"`loggers` must be one of \['auto', 'csv', 'tensorboard', 'none'\], got 'wandb'"),
+        ({"verbose": 3}, r"`verbose` must be 0 \(silent\), 1 .* got 3"),
         ({"model": build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))},
          r"The network cannot take the data's input shape \(1, 8, 8\)"),
     ],

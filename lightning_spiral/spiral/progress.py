@@ -1,0 +1,156 @@
+"""What a spiral run shows while it works: Lightning loggers per stage and one-line stage summaries.
+
+Every stage's Trainer gets the run's loggers with the metric keys prefixed ``stage_<k>`` (so the
+curves of all stages sit side by side in one TensorBoard, and CSV files never mix stages):
+
+- ``"auto"`` (default): a CSV logger, plus TensorBoard when ``tensorboard`` (or ``tensorboardX``)
+  is installed;
+- ``"csv"``, ``"tensorboard"``: that one only; ``"none"``: no logger.
+
+CSV files land in ``<run>/stage_<k>/logs/metrics.csv`` (each stage directory stays self-contained),
+TensorBoard events of all stages in ``<run>/tensorboard`` (``tensorboard --logdir <run>/tensorboard``).
+After a stage is measured its results (test and validation top-1, MACs and params as fractions
+of the teacher's, batch-64 latency) are logged under ``stage_<k>-result/...``.
+
+:class:`StageProgress` prints one line when a stage's student is pruned — just above Lightning's
+own progress bar — and :func:`stage_summary` one line when the stage is judged::
+
+    stage 2/4 · MACs 41% · distilling 5 epochs
+    stage 2/4 · MACs 41% · top-1 91.2% (val 90.8%) · 2.31× faster at batch 64 · kept
+
+Example:
+    >>> from pathlib import Path
+    >>> [type(logger).__name__ for logger in stage_loggers(Path("run"), 2, "csv")]
+    ['CSVLogger']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+import lightning.pytorch as L
+import torch
+from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.measure import count_macs
+from lightning_spiral.report import StageResult
+
+LoggerChoice = Literal["auto", "csv", "tensorboard", "none"]
+Verbosity = Literal[0, 1, 2]
+
+
+def check_logger_choice(loggers: str) -> LoggerChoice:
+    """``loggers`` if it is a :data:`LoggerChoice`, else a clear error (also when TensorBoard is missing)."""
+    if loggers not in get_args(LoggerChoice):
+        raise SpiralConfigError(f"`loggers` must be one of {list(get_args(LoggerChoice))}, got {loggers!r}.")
+    if loggers == "tensorboard" and not _TENSORBOARD_AVAILABLE:
+        raise SpiralConfigError(
+            "`loggers='tensorboard'` needs the `tensorboard` package, which is not installed: "
+            "`pip install tensorboard`, or use loggers='auto' (CSV, plus TensorBoard when installed)."
+        )
+    return loggers  # type: ignore[return-value]
+
+
+def check_verbose(verbose: int) -> Verbosity:
+    """``verbose`` if it is 0, 1 or 2, else a clear error."""
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise SpiralConfigError(
+            f"`verbose` must be 0 (silent), 1 (stage lines and the final table) or 2 (also layer widths "
+            f"and model summaries), got {verbose!r}."
+        )
+    return verbose  # type: ignore[return-value]
+
+
+def stage_loggers(run_dir: Path, stage: int, choice: LoggerChoice) -> list[Logger]:
+    """The Lightning loggers of ``stage``'s Trainer, metric keys prefixed ``stage_<stage>``."""
+    prefix = f"stage_{stage}"
+    loggers: list[Logger] = []
+    if choice in ("auto", "csv"):
+        loggers.append(CSVLogger(save_dir=str(run_dir / prefix), name="logs", version="", prefix=prefix))
+    if choice == "tensorboard" or (choice == "auto" and _TENSORBOARD_AVAILABLE):
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="",
+                                         prefix=prefix, default_hp_metric=False))
+    return loggers
+
+
+def log_stage_result(trainer: L.Trainer, result: StageResult, teacher: StageResult) -> None:
+    """Log a measured stage to the Trainer's loggers under ``result/`` (they add the stage prefix)."""
+    metrics = {
+        "result/top1": result.top1,
+        "result/val_top1": result.val_top1,
+        "result/macs_ratio": result.macs / teacher.macs,
+        "result/params_ratio": result.params / teacher.params,
+        "result/latency_ms_b64": result.latency_ms_b64,
+    }
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+        logger.save()
+
+
+def stage_summary(result: StageResult, teacher: StageResult, max_stages: int) -> str:
+    """The line printed when a stage is judged.
+
+    Example:
+        >>> t = StageResult(stage=0, top1=0.9, val_top1=0.9, params=100, macs=100, latency_ms_b1=1.0,
+        ...     latency_ms_b64=10.0, size_bytes=1, model_path="stage_0/model.pt", kept=True, amount=0.0, wall_s=1.0)
+        >>> s = StageResult(stage=2, top1=0.912, val_top1=0.908, params=40, macs=41, latency_ms_b1=0.5,
+        ...     latency_ms_b64=4.33, size_bytes=1, model_path="stage_2/model.pt", kept=True, amount=0.2, wall_s=1.0)
+        >>> stage_summary(s, t, max_stages=4)
+        'stage 2/4 · MACs 41% · top-1 91.2% (val 90.8%) · 2.31× faster at batch 64 · kept'
+    """
+    verdict = "kept" if result.kept else result.note or "rolled back"
+    return (
+        f"stage {result.stage}/{max_stages} · MACs {result.macs / teacher.macs:.0%} · top-1 {result.top1:.1%} "
+        f"(val {result.val_top1:.1%}) · {teacher.latency_ms_b64 / result.latency_ms_b64:.2f}× faster at batch 64 · {verdict}"
+    )
+
+
+class StageProgress(L.Callback):
+    """Print ``stage k/N · MACs x% · distilling E epochs`` once the stage's student is pruned.
+
+    Added by :class:`~lightning_spiral.Spiral` after the stage's :class:`PruningCallback`, so
+    ``on_fit_start`` sees the pruned student (pruning happens in ``setup``).
+
+    Args:
+        stage: this stage's number (1-based).
+        max_stages: the spiral's stage count.
+        teacher_macs: the teacher's MACs, the reference of the percentage.
+        example_shape: one input sample's shape, to count the student's MACs.
+        action: what the stage trains, e.g. ``"distilling"`` or ``"fine-tuning"``.
+
+    Example:
+        >>> progress = StageProgress(stage=2, max_stages=4, teacher_macs=7_200_000,
+        ...                          example_shape=(1, 8, 8), action="distilling")
+    """
+
+    def __init__(self, stage: int, max_stages: int, teacher_macs: int, example_shape: tuple[int, ...], action: str) -> None:
+        self.stage = stage
+        self.max_stages = max_stages
+        self.teacher_macs = teacher_macs
+        self.example_shape = tuple(example_shape)
+        self.action = action
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        student = pl_module.student
+        device = next(student.parameters()).device
+        macs = count_macs(student, torch.randn(1, *self.example_shape, device=device))
+        rank_zero_info(
+            f"stage {self.stage}/{self.max_stages} · MACs {macs / self.teacher_macs:.0%} · "
+            f"{self.action} {trainer.max_epochs} epochs"
+        )
+
+
+__all__ = [
+    "LoggerChoice",
+    "StageProgress",
+    "Verbosity",
+    "check_logger_choice",
+    "check_verbose",
+    "log_stage_result",
+    "stage_loggers",
+    "stage_summary",
+]
