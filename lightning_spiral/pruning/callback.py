@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as L
@@ -172,15 +172,13 @@ class PruningCallback(L.Callback):
 
         The network is kept in eval mode so BatchNorm statistics are not changed by this look-ahead.
         """
-        datamodule = trainer.datamodule
-        if datamodule is None:
-            raise SpiralConfigError("`importance`='taylor' needs training batches: fit with a datamodule.")
+        batches = training_dataloader(trainer, needed_for="`importance`='taylor'")
         was_training = network.training
         network.eval()
         network.zero_grad(set_to_none=True)
         device = next(network.parameters()).device
         try:
-            for index, (x, target) in enumerate(datamodule.train_dataloader()):
+            for index, (x, target) in enumerate(batches):
                 if index == self.taylor_batches:
                     break
                 x, target = x.to(device), target.to(device)
@@ -216,15 +214,25 @@ class PruningCallback(L.Callback):
             return torch.randn(1, *self.example_input_shape, device=device)
         if pl_module.example_input_array is not None and isinstance(pl_module.example_input_array, torch.Tensor):
             return pl_module.example_input_array[:1].to(device)
-        datamodule = trainer.datamodule
-        if datamodule is None:
-            raise SpiralConfigError(
-                "`example_input_shape` is None and the module has no `example_input_array`; cannot trace the "
-                "network without an input. Pass `example_input_shape=(C, H, W)` or fit with a datamodule."
-            )
-        batch = next(iter(datamodule.train_dataloader()))
+        batch = next(iter(training_dataloader(trainer, needed_for="tracing the network (`example_input_shape` is None)")))
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
         return inputs[:1].to(device)
+
+
+def training_dataloader(trainer: L.Trainer, needed_for: str) -> Iterable[Any]:
+    """The training loader of this fit, wherever it comes from: a datamodule, loaders passed to ``fit``,
+    or the module's own ``train_dataloader``.
+
+    Lightning builds ``trainer.train_dataloader`` only after ``setup``, so the fit loop's data source
+    (the same object Lightning asks later) is asked directly.
+    """
+    source = trainer.fit_loop._data_source
+    if not source.is_defined():
+        raise SpiralConfigError(
+            f"{needed_for} needs training batches, but this fit has no training data. Pass "
+            "`train_dataloaders` or a `datamodule` to `fit`, or `example_input_shape=(C, H, W)` to the callback."
+        )
+    return source.dataloader()
 
 
 def architecture_summary(network: nn.Module) -> str:
