@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
+from lightning_spiral.module_network import network_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
 from lightning_spiral.pruning.structured import check_amount, check_one_target, check_round_to, prune
 from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_ratio
@@ -196,16 +197,7 @@ class PruningCallback(L.Callback):
 
     def network_of(self, pl_module: L.LightningModule) -> nn.Module:
         """The network to prune: ``pl_module.<attr>``, its ``student``, or the module itself."""
-        attr = self.attr if self.attr is not None else ("student" if hasattr(pl_module, "student") else None)
-        if attr is None:
-            return pl_module
-        network = getattr(pl_module, attr, None)
-        if not isinstance(network, nn.Module):
-            raise SpiralConfigError(
-                f"`attr` is {attr!r}, but {type(pl_module).__name__}.{attr} is not an nn.Module "
-                f"(got {type(network).__name__}). Pass the attribute that holds the network to prune."
-            )
-        return network
+        return network_of(pl_module, self.attr)
 
     def example_inputs(self, trainer: L.Trainer, pl_module: L.LightningModule, network: nn.Module) -> torch.Tensor:
         """One input sample (batch of 1) on the network's device, used to trace the graph."""

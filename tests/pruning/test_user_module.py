@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from conftest import quiet_trainer
 from docs_style import LitClassifier, accuracy
 from lightning_spiral import PruningCallback
-from lightning_spiral.data import DigitsDataModule
 from lightning_spiral.measure import count_macs, count_params
 
 EXAMPLE = torch.randn(1, 1, 8, 8)
@@ -37,20 +36,10 @@ class LossProbe(L.Callback):
         self._measure(pl_module)
 
 
-@pytest.fixture(scope="module")
-def trained() -> tuple[dict, DigitsDataModule]:
-    """The user's model after their own training run (3 epochs on digits), as a state dict."""
-    torch.manual_seed(0)
-    data = DigitsDataModule(batch_size=64)
-    model = LitClassifier()
-    quiet_trainer(max_epochs=3).fit(model, datamodule=data)
-    return model.state_dict(), data
-
-
 @pytest.mark.parametrize("attr", [None, "net"])
 @pytest.mark.parametrize("data_as", ["datamodule", "dataloaders"])
-def test_docs_style_module_is_pruned_and_keeps_training(trained, attr: str | None, data_as: str) -> None:
-    state, data = trained
+def test_docs_style_module_is_pruned_and_keeps_training(trained_digits_classifier, attr: str | None, data_as: str) -> None:
+    state, data = trained_digits_classifier
     model = LitClassifier()
     model.load_state_dict(state)
     params, macs = count_params(model.net), count_macs(model.net, EXAMPLE)
@@ -74,8 +63,8 @@ def test_docs_style_module_is_pruned_and_keeps_training(trained, attr: str | Non
     assert torch.isfinite(trainer.callback_metrics["train_loss"])
 
 
-def test_taylor_importance_with_loaders_passed_to_fit(trained) -> None:
-    state, data = trained
+def test_taylor_importance_with_loaders_passed_to_fit(trained_digits_classifier) -> None:
+    state, data = trained_digits_classifier
     model = LitClassifier()
     model.load_state_dict(state)
     params = count_params(model.net)
