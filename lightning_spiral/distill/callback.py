@@ -166,9 +166,9 @@ class DistillationCallback(L.Callback):
         self.teacher.eval()
         self.teacher.requires_grad_(False)
         user_step = pl_module.training_step
-        pl_module.training_step = functools.wraps(user_step)(
-            lambda *args, **kwargs: self.distilled_step(pl_module, user_step, *args, **kwargs)
-        )
+        distilled = functools.wraps(user_step)(lambda *args, **kwargs: self.distilled_step(pl_module, user_step, *args, **kwargs))
+        distilled.distilled_by = self  # marks our wrappers, so `restore` removes them all
+        pl_module.training_step = distilled
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # here, not in `setup`: the strategy has moved (and maybe converted) the module by now
@@ -183,8 +183,8 @@ class DistillationCallback(L.Callback):
         self.restore(pl_module)  # a failed fit skips `teardown`
 
     def restore(self, pl_module: L.LightningModule) -> None:
-        """Give the module its own ``training_step`` back."""
-        if "training_step" in vars(pl_module):
+        """Give the module the ``training_step`` of its class back (removing every distillation wrapper)."""
+        if hasattr(vars(pl_module).get("training_step"), "distilled_by"):
             del pl_module.training_step  # the class's method is visible again
         self._network = None
 
@@ -197,7 +197,8 @@ class DistillationCallback(L.Callback):
 
     def distilled_step(self, pl_module: L.LightningModule, user_step: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run the user's step with the student's output captured, then add ``weight`` × the distillation term."""
-        network = self._network if self._network is not None else network_of(pl_module, self.attr)
+        network = self._network
+        assert network is not None, "set in on_fit_start, before any training step"
         captured: list[Any] = []
         handle = network.register_forward_hook(lambda _module, _args, output: captured.append(output))
         try:
@@ -216,5 +217,5 @@ class DistillationCallback(L.Callback):
         batch = args[0] if args else kwargs["batch"]
         student_logits = captured[0]  # (N, C): the first call of the network in the step
         term = self.distillation_term(student_logits, self.inputs(batch), self.targets(batch))
-        pl_module.log(LOG_NAME, term.detach(), on_step=False, on_epoch=True, batch_size=len(student_logits))
+        pl_module.log(LOG_NAME, term.detach(), on_step=False, on_epoch=True, batch_size=len(student_logits), sync_dist=True)
         return add_to_loss(output, self.weight * term)

@@ -227,3 +227,13 @@ def test_two_process_cpu_ddp(tmp_path: Path) -> None:
     assert torch.isfinite(torch.tensor(outcome["term"])) and outcome["term"] > 0
     assert outcome["params_after"] < 0.4 * outcome["params"]
     assert not outcome["teacher_grad"] and outcome["restored"]
+
+
+def test_two_distillation_callbacks_stack_and_are_both_removed(tiny_data) -> None:
+    model = LitClassifier()
+    teachers = [LitClassifier().net, LitClassifier().net]
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0,
+                            callbacks=[DistillationCallback(teacher) for teacher in teachers])
+    trainer.fit(model, datamodule=tiny_data)
+    assert torch.isfinite(trainer.callback_metrics["train/loss/distill"])
+    assert "training_step" not in vars(model)
