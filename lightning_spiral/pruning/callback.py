@@ -206,7 +206,7 @@ class PruningCallback(L.Callback):
             return torch.randn(1, *self.example_input_shape, device=device)
         if pl_module.example_input_array is not None and isinstance(pl_module.example_input_array, torch.Tensor):
             return pl_module.example_input_array[:1].to(device)
-        batch = next(iter(training_dataloader(trainer, needed_for="tracing the network (`example_input_shape` is None)")))
+        batch = next(iter(training_dataloader(trainer, needed_for="Tracing the network without `example_input_shape`")))
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
         return inputs[:1].to(device)
 
@@ -216,13 +216,14 @@ def training_dataloader(trainer: L.Trainer, needed_for: str) -> Iterable[Any]:
     or the module's own ``train_dataloader``.
 
     Lightning builds ``trainer.train_dataloader`` only after ``setup``, so the fit loop's data source
-    (the same object Lightning asks later) is asked directly.
+    (the same object Lightning asks later) is asked directly. It is a private attribute: re-check it
+    (tests/pruning/test_user_module.py does) when the Lightning pin in ``pyproject.toml`` moves.
     """
     source = trainer.fit_loop._data_source
     if not source.is_defined():
         raise SpiralConfigError(
             f"{needed_for} needs training batches, but this fit has no training data. Pass "
-            "`train_dataloaders` or a `datamodule` to `fit`, or `example_input_shape=(C, H, W)` to the callback."
+            "`train_dataloaders` or a `datamodule` to `fit`."
         )
     return source.dataloader()
 
