@@ -3,12 +3,13 @@
 Public API:
     - :class:`SpiralModule` — frozen teacher + trainable student LightningModule.
     - :class:`PruningCallback` — structured channel pruning in ``setup`` (channels physically removed).
+    - :class:`DistillationCallback` — distillation added to your own LightningModule by a callback.
     - :class:`KDLoss`, :class:`LogitMSELoss`, :class:`DistillationLoss` — distillation losses.
     - :class:`Spiral` — the multi-stage driver; :func:`build_spiral` builds it from a Hydra config.
     - :func:`prune`, :func:`build_model`, :func:`save_model`, :func:`load_model`.
 """
 
-from lightning_spiral.distill import DistillationLoss, KDLoss, LogitMSELoss
+from lightning_spiral.distill import DistillationCallback, DistillationLoss, KDLoss, LogitMSELoss
 from lightning_spiral.errors import SpiralConfigError, SpiralError
 from lightning_spiral.io import load_model, save_model
 from lightning_spiral.models import build_model
@@ -19,6 +20,7 @@ from lightning_spiral.spiral import Spiral, build_spiral
 __version__ = "0.1.0"
 
 __all__ = [
+    "DistillationCallback",
     "DistillationLoss",
     "KDLoss",
     "LogitMSELoss",

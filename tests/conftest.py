@@ -50,3 +50,16 @@ def quiet_trainer(**kwargs) -> L.Trainer:
         enable_progress_bar=False, enable_model_summary=False,
     )
     return L.Trainer(**{**defaults, **kwargs})
+
+
+@pytest.fixture(scope="session")
+def trained_digits_classifier() -> tuple[dict, "DigitsDataModule"]:
+    """A docs-style LitClassifier after its user's own training run (3 epochs on digits), as a state dict."""
+    from docs_style import LitClassifier
+    from lightning_spiral.data import DigitsDataModule
+
+    torch.manual_seed(0)
+    data = DigitsDataModule(batch_size=64)
+    model = LitClassifier()
+    quiet_trainer(max_epochs=3).fit(model, datamodule=data)
+    return model.state_dict(), data

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -20,6 +22,17 @@ def test_readme_lightning_example_runs(tmp_path, monkeypatch) -> None:
     exec(compile(example, str(README), "exec"), namespace)  # noqa: S102 - our own README
     assert (tmp_path / "student.pt").is_file()
     assert any(getattr(c, "pruned", False) for c in namespace["trainer"].callbacks)
+
+
+def test_readme_own_module_example_runs(tmp_path, monkeypatch) -> None:
+    example = next(block for block in _python_blocks() if "DistillationCallback(teacher" in block)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    model, teacher, trainer = namespace["model"], namespace["teacher"], namespace["trainer"]
+    assert model.net[0].out_channels == teacher[0].out_channels // 2
+    assert torch.isfinite(trainer.callback_metrics["train/loss/distill"])
+    assert "training_step" not in vars(model)  # the module is given back as written
 
 
 def test_readme_api_imports_exist() -> None:

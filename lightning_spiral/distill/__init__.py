@@ -2,11 +2,13 @@
 
 Logit losses are called as ``loss(student_logits, teacher_logits, target)``; feature losses as
 ``loss(student_feature, teacher_feature)`` with the features tapped at their module paths;
-:class:`WeightedSum` combines named terms of both kinds.
+:class:`WeightedSum` combines named terms of both kinds. :class:`DistillationCallback` adds a logit
+loss to any LightningModule's own training step.
 """
 
 from lightning_spiral.distill.attention import AttentionTransferLoss
 from lightning_spiral.distill.base import DistillationLoss
+from lightning_spiral.distill.callback import DistillationCallback
 from lightning_spiral.distill.ce import LabelCrossEntropy
 from lightning_spiral.distill.combine import DistillationInputs, WeightedSum, distillation_terms, feature_paths
 from lightning_spiral.distill.dkd import DKDLoss
@@ -22,6 +24,7 @@ __all__ = [
     "AttentionTransferLoss",
     "CurriculumTemperature",
     "DKDLoss",
+    "DistillationCallback",
     "DistillationInputs",
     "DistillationLoss",
     "FeatureLoss",

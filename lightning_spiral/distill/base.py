@@ -51,6 +51,13 @@ class DistillationLoss(nn.Module):
 
     Subclasses implement ``compute(student_logits, teacher_logits, target)`` on float32 tensors of
     shape ``(N, C)`` (logits) and ``(N,)`` (class indices) and return a scalar.
+
+    Example:
+        >>> class LogitL1(DistillationLoss):
+        ...     def compute(self, student_logits, teacher_logits, target):
+        ...         return (student_logits - teacher_logits).abs().mean()
+        >>> LogitL1()(torch.ones(2, 3, dtype=torch.bfloat16), torch.zeros(2, 3), torch.tensor([0, 1]))
+        tensor(1.)
     """
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,14 @@ class FeatureLoss(nn.Module):
         student_path: module path of the student's feature (``"layer3"``, ``"features.10:input"``),
             ``None`` for the logits.
         teacher_path: the teacher's path; defaults to ``student_path`` (pruning keeps paths).
+
+    Example:
+        >>> class MeanFeatureMSE(FeatureLoss):
+        ...     def compute(self, student_feature, teacher_feature):
+        ...         return (student_feature.mean(1) - teacher_feature.mean(1)).pow(2).mean()
+        >>> loss = MeanFeatureMSE("layer3")
+        >>> loss.teacher_path, loss(torch.ones(2, 8, 4, 4), torch.zeros(2, 16, 4, 4)).item()
+        ('layer3', 1.0)
     """
 
     def __init__(self, student_path: str | None, teacher_path: str | None = None) -> None:

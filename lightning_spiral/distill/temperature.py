@@ -77,6 +77,14 @@ class CurriculumTemperature(nn.Module):
         low, high: bounds of the temperature.
         lambda_max: final strength of the reversed gradient.
         epochs: epochs over which lambda rises (cosine) from 0 to ``lambda_max``.
+
+    Example:
+        >>> temperature = CurriculumTemperature(initial=4.0, low=1.0, high=10.0, epochs=4)
+        >>> round(temperature().item(), 4), temperature.strength
+        (4.0, 0.0)
+        >>> temperature.set_epoch(2)  # halfway up the cosine ramp
+        >>> round(temperature.strength, 6)
+        0.5
     """
 
     def __init__(self, initial: float = 4.0, low: float = 1.0, high: float = 10.0, lambda_max: float = 1.0, epochs: int = 10) -> None:

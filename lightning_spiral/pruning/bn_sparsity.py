@@ -8,7 +8,10 @@ implementation — so the user's loss and ``training_step`` stay untouched.
 
 Example:
     >>> import lightning.pytorch as L
-    >>> trainer = L.Trainer(callbacks=[BNSparsityCallback(weight=1e-4)])  # doctest: +SKIP
+    >>> callback = BNSparsityCallback(weight=1e-4)
+    >>> callback.weight, callback.attr
+    (0.0001, None)
+    >>> trainer = L.Trainer(callbacks=[callback])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.module_network import network_of
 
 
 class BNSparsityCallback(L.Callback):
@@ -36,8 +40,7 @@ class BNSparsityCallback(L.Callback):
         self.attr = attr
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        attr = self.attr if self.attr is not None else ("student" if hasattr(pl_module, "student") else None)
-        network = pl_module if attr is None else getattr(pl_module, attr)
+        network = network_of(pl_module, self.attr)
         with torch.no_grad():
             for module in network.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None and module.weight.grad is not None:

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as L
@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
+from lightning_spiral.module_network import network_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
 from lightning_spiral.pruning.structured import check_amount, check_one_target, check_round_to, prune
 from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_ratio
@@ -172,15 +173,13 @@ class PruningCallback(L.Callback):
 
         The network is kept in eval mode so BatchNorm statistics are not changed by this look-ahead.
         """
-        datamodule = trainer.datamodule
-        if datamodule is None:
-            raise SpiralConfigError("`importance`='taylor' needs training batches: fit with a datamodule.")
+        batches = training_dataloader(trainer, needed_for="`importance`='taylor'")
         was_training = network.training
         network.eval()
         network.zero_grad(set_to_none=True)
         device = next(network.parameters()).device
         try:
-            for index, (x, target) in enumerate(datamodule.train_dataloader()):
+            for index, (x, target) in enumerate(batches):
                 if index == self.taylor_batches:
                     break
                 x, target = x.to(device), target.to(device)
@@ -198,16 +197,7 @@ class PruningCallback(L.Callback):
 
     def network_of(self, pl_module: L.LightningModule) -> nn.Module:
         """The network to prune: ``pl_module.<attr>``, its ``student``, or the module itself."""
-        attr = self.attr if self.attr is not None else ("student" if hasattr(pl_module, "student") else None)
-        if attr is None:
-            return pl_module
-        network = getattr(pl_module, attr, None)
-        if not isinstance(network, nn.Module):
-            raise SpiralConfigError(
-                f"`attr` is {attr!r}, but {type(pl_module).__name__}.{attr} is not an nn.Module "
-                f"(got {type(network).__name__}). Pass the attribute that holds the network to prune."
-            )
-        return network
+        return network_of(pl_module, self.attr)
 
     def example_inputs(self, trainer: L.Trainer, pl_module: L.LightningModule, network: nn.Module) -> torch.Tensor:
         """One input sample (batch of 1) on the network's device, used to trace the graph."""
@@ -216,15 +206,26 @@ class PruningCallback(L.Callback):
             return torch.randn(1, *self.example_input_shape, device=device)
         if pl_module.example_input_array is not None and isinstance(pl_module.example_input_array, torch.Tensor):
             return pl_module.example_input_array[:1].to(device)
-        datamodule = trainer.datamodule
-        if datamodule is None:
-            raise SpiralConfigError(
-                "`example_input_shape` is None and the module has no `example_input_array`; cannot trace the "
-                "network without an input. Pass `example_input_shape=(C, H, W)` or fit with a datamodule."
-            )
-        batch = next(iter(datamodule.train_dataloader()))
+        batch = next(iter(training_dataloader(trainer, needed_for="Tracing the network without `example_input_shape`")))
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
         return inputs[:1].to(device)
+
+
+def training_dataloader(trainer: L.Trainer, needed_for: str) -> Iterable[Any]:
+    """The training loader of this fit, wherever it comes from: a datamodule, loaders passed to ``fit``,
+    or the module's own ``train_dataloader``.
+
+    Lightning builds ``trainer.train_dataloader`` only after ``setup``, so the fit loop's data source
+    (the same object Lightning asks later) is asked directly. It is a private attribute: re-check it
+    (tests/pruning/test_user_module.py does) when the Lightning pin in ``pyproject.toml`` moves.
+    """
+    source = trainer.fit_loop._data_source
+    if not source.is_defined():
+        raise SpiralConfigError(
+            f"{needed_for} needs training batches, but this fit has no training data. Pass "
+            "`train_dataloaders` or a `datamodule` to `fit`."
+        )
+    return source.dataloader()
 
 
 def architecture_summary(network: nn.Module) -> str:

@@ -12,8 +12,9 @@
 - ``"random"``: uniform random scores, a baseline that any criterion should beat.
 
 Example:
-    >>> type(make_importance("l1")).__name__
-    'GroupMagnitudeImportance'
+    >>> import torch_pruning as tp
+    >>> isinstance(make_importance("l1"), tp.importance.Importance), make_importance("l2").p
+    (True, 2)
     >>> needs_gradients("taylor"), needs_gradients("l1")
     (True, False)
 """

@@ -8,9 +8,9 @@ and counts its MACs; the smallest amount whose MACs ratio is at or below the tar
 Example:
     >>> import torch
     >>> from lightning_spiral.models import build_model
-    >>> net = build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))
+    >>> net = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
     >>> from lightning_spiral.pruning import prune
-    >>> amount = amount_for_ratio(net, torch.randn(1, 3, 32, 32), 0.25, metric="macs", prune_kwargs={}, prune_fn=prune)
+    >>> amount = amount_for_ratio(net, torch.randn(1, 1, 8, 8), 0.25, metric="macs", prune_kwargs={}, prune_fn=prune)
     >>> 0.4 < amount < 0.6
     True
 """

@@ -8,8 +8,11 @@ instantiated datamodule, so model configs never repeat data facts.
 Example:
     >>> from hydra import compose, initialize_config_module
     >>> with initialize_config_module(config_module="lightning_spiral.conf", version_base="1.3"):
-    ...     cfg = compose(config_name="config", overrides=["spiral.max_stages=2"])
-    >>> spiral = build_spiral(cfg, output_dir="runs/example")  # doctest: +SKIP
+    ...     cfg = compose(config_name="config", overrides=["spiral.max_stages=3"])
+    >>> spiral = build_spiral(cfg, output_dir="runs/example")  # builds only; nothing is trained or written
+    >>> spiral.max_stages, type(spiral.datamodule).__name__
+    (3, 'DigitsDataModule')
+    >>> report = spiral.run()  # doctest: +SKIP
 """
 
 from __future__ import annotations
