@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -46,7 +47,11 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    reader = _CalibrationReader(calibration)
+    batches = iter(calibration)
+    first = next(batches, None)
+    if first is None:
+        raise SpiralConfigError("`calibration` must yield at least one batch, got none.")
+    reader = _CalibrationReader(itertools.chain([first], batches))
     with tempfile.TemporaryDirectory() as scratch:
         prepared, quantized = Path(scratch) / "prepared.onnx", Path(scratch) / "quantized.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
@@ -54,8 +59,6 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
             str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
         )
-        if reader.batches == 0:
-            raise SpiralConfigError("`calibration` must yield at least one batch, got none.")
         proto = onnx.load(str(quantized))
     strip_metadata(proto)
     atomic_write_bytes(out_path, proto.SerializeToString())
@@ -73,16 +76,14 @@ def convert_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> N
 
 
 class _CalibrationReader:
-    """ONNX Runtime's ``CalibrationDataReader`` protocol over an iterable of tensors; counts what it gave."""
+    """ONNX Runtime's ``CalibrationDataReader`` protocol (``get_next``) over an iterable of tensors."""
 
     def __init__(self, batches: Iterable[torch.Tensor]) -> None:
         self._batches: Iterator[torch.Tensor] = iter(batches)
-        self.batches = 0
 
     def get_next(self) -> dict[str, object] | None:
         batch = next(self._batches, None)
         if batch is None:
             return None
-        self.batches += 1
         return {INPUT_NAME: batch.detach().cpu().float().numpy()}
 
