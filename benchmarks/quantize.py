@@ -57,10 +57,11 @@ def torch_top1(model: torch.nn.Module, loader: Any) -> float:
     return correct / total
 
 
-def torchao_candidate(model: torch.nn.Module, data: NpzDataModule, scratch: Path) -> tuple[torch.nn.Module, int, float] | None:
+def torchao_candidate(model: torch.nn.Module, data: NpzDataModule) -> tuple[torch.nn.Module, int, float] | None:
     """The torchao PT2E INT8 model compiled by Inductor, its int8 state-dict size and its compile time."""
     try:
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError:
         return None
@@ -71,7 +72,7 @@ def torchao_candidate(model: torch.nn.Module, data: NpzDataModule, scratch: Path
     with torch.no_grad():
         for images, _ in data.val_dataloader():
             prepared(images)
-    converted = convert_pt2e(prepared)
+    converted = allow_exported_model_train_eval(convert_pt2e(prepared))  # measure_latency switches to eval
     buffer = io.BytesIO()
     torch.save(converted.state_dict(), buffer)
     torch._inductor.config.freezing = True
@@ -108,7 +109,7 @@ def run(model_path: Path, data_path: Path, repeats: int, rounds: int, threads: i
         rows[name] = {"runtime": "onnxruntime", "top1": onnx_top1(onnx_session(path, threads), data.test_dataloader()),
                       "size_bytes": file_size(path)}
     rows["int8_ort"]["quantize_s"] = ort_quantize_s
-    torchao = torchao_candidate(model, data, scratch)
+    torchao = torchao_candidate(model, data)
     if torchao is not None:
         compiled, size, compile_s = torchao
         rows["int8_torchao"] = {"runtime": "torch.compile (inductor)", "top1": torch_top1(compiled, data.test_dataloader()),
@@ -168,6 +169,11 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shown_arguments(argv: list[str]) -> list[str]:
+    """The command line without file paths (results never name this machine's folders)."""
+    return [a if "/" not in a else Path(a).name for a in argv]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model file from lightning_spiral.save_model")
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "quantize.json")
     args = parser.parse_args(argv)
     results = run(args.model, args.data, args.repeats, args.rounds, args.threads)
-    results |= {"command": "python benchmarks/quantize.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if "/" not in a),
+    results |= {"command": "python benchmarks/quantize.py " + " ".join(shown_arguments(argv if argv is not None else sys.argv[1:])),
                 "machine": machine_info(args.threads), "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     if args.out == HERE / "results" / "quantize.json":

@@ -30,6 +30,7 @@ def quantized_run(tmp_path_factory):
     return root, report
 
 
+@pytest.mark.slow
 def test_int8_model_keeps_the_fp32_accuracy_and_is_smaller(quantized_run) -> None:
     root, report = quantized_run
     quantized = report.quantized
@@ -45,6 +46,7 @@ def test_int8_model_keeps_the_fp32_accuracy_and_is_smaller(quantized_run) -> Non
     assert onnx_top1(session, data.test_dataloader()) == quantized.top1
 
 
+@pytest.mark.slow
 def test_report_records_and_shows_the_quantized_model(quantized_run) -> None:
     root, _ = quantized_run
     run = root / "run"
@@ -56,6 +58,7 @@ def test_report_records_and_shows_the_quantized_model(quantized_run) -> None:
     assert not list(run.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_quantized_artifact_runs_in_a_process_without_lightning_spiral(quantized_run) -> None:
     root, report = quantized_run
     script = textwrap.dedent(
@@ -73,6 +76,7 @@ def test_quantized_artifact_runs_in_a_process_without_lightning_spiral(quantized
     assert done.stdout.strip() == "(3, 10) True"
 
 
+@pytest.mark.slow
 def test_resume_after_the_stages_runs_only_the_quantization(quantized_run, tmp_path) -> None:
     root, report = quantized_run
     run = tmp_path / "run"
@@ -93,3 +97,18 @@ def test_resume_after_the_stages_runs_only_the_quantization(quantized_run, tmp_p
 def test_spiral_refuses_a_quantize_value_that_is_not_settings(tmp_path) -> None:
     with pytest.raises(SpiralConfigError, match=r"`quantize` must be a QuantizeSettings or None, got str \('int8_ptq'\)"):
         make_spiral(tmp_path, quantize="int8_ptq")
+
+
+@pytest.mark.slow
+def test_int8_qat_fine_tunes_when_ptq_loses_too_much(tmp_path) -> None:
+    # max_top1_drop=0 with a 1-epoch teacher: post-training INT8 usually loses a little, so the fit runs;
+    # which branch ran is read from the note, and the fit's logs must exist exactly when it ran
+    settings = QuantizeSettings(kind="int8_qat", calibration_batches=1, max_top1_drop=0.0, qat_epochs=1)
+    report = make_spiral(tmp_path, max_stages=1, teacher_epochs=1, quantize=settings).run()
+    quantized = report.quantized
+    assert quantized is not None and quantized.kind == "int8_qat"
+    fine_tuned = "quantization-aware fine-tuning (post-training INT8 lost" in quantized.note
+    assert fine_tuned or "no fine-tuning" in quantized.note
+    assert (tmp_path / "run" / quantized.model_path).is_file()
+    assert (tmp_path / "run" / "quantized" / "logs").is_dir() == fine_tuned  # the fit logs beside the artifact
+    assert quantized.top1 >= report.final.top1 - 0.05
