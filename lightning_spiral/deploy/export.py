@@ -26,6 +26,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -33,6 +34,9 @@ import torch.nn as nn
 from lightning_spiral.atomic import atomic_write_bytes
 from lightning_spiral.deploy.runtime import INPUT_NAME, OUTPUT_NAME, onnx_session, require_deploy_extra
 from lightning_spiral.measure import _check_input_shape, _eval_mode
+
+if TYPE_CHECKING:
+    import onnx
 
 #: Opset of the exported graphs; ONNX Runtime's QDQ quantizer and fp16 converter handle it.
 OPSET = 18
@@ -91,13 +95,13 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def strip_metadata(proto: object) -> None:
+def strip_metadata(proto: onnx.ModelProto) -> None:
     """Drop per-node metadata and doc strings and the inferred shapes of intermediate values.
 
     They hold stack traces with the exporting machine's file paths and are never read at run
     time; shapes are inferred again when a session loads the graph.
     """
-    graph = proto.graph  # type: ignore[attr-defined]
+    graph = proto.graph
     for node in graph.node:
         del node.metadata_props[:]
         node.doc_string = ""

@@ -101,8 +101,9 @@ def add_fake_quant(model: nn.Module, momentum: float = 0.1) -> nn.Module:
     for module in model.modules():
         if isinstance(module, _QUANTIZED_LAYERS):
             parametrize.register_parametrization(module, "weight", WeightFakeQuant())
-            module.add_module(_OBSERVER, ActivationFakeQuant(momentum))
-            module.register_forward_pre_hook(_quantize_input)
+            observer = ActivationFakeQuant(momentum)
+            module.add_module(_OBSERVER, observer)
+            observer.hook = module.register_forward_pre_hook(_quantize_input)  # removed with the observer
     return model
 
 
@@ -111,10 +112,8 @@ def remove_fake_quant(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, _QUANTIZED_LAYERS) and hasattr(module, _OBSERVER):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+            getattr(module, _OBSERVER).hook.remove()
             delattr(module, _OBSERVER)
-            module._forward_pre_hooks = type(module._forward_pre_hooks)(
-                (key, hook) for key, hook in module._forward_pre_hooks.items() if hook is not _quantize_input
-            )
     return model
 
 
