@@ -37,3 +37,13 @@ def test_the_default_is_no_quantization() -> None:
 def test_bad_settings_are_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(SpiralConfigError, match=match):
         QuantizeSettings(**kwargs)
+
+
+def test_build_spiral_hands_the_spiral_settings_not_a_dict(tmp_path) -> None:
+    # regression: passing an instantiated dataclass through Hydra's `_convert_="all"` turned it into a dict
+    from lightning_spiral.spiral import build_spiral
+
+    with initialize_config_module(config_module="lightning_spiral.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["quantize=int8_qat", "quantize.qat_epochs=3"])
+    spiral = build_spiral(cfg, output_dir=tmp_path / "run")
+    assert spiral.quantize == QuantizeSettings(kind="int8_qat", qat_epochs=3)
