@@ -1,12 +1,14 @@
 """Measurement of a model: parameters, MACs, sparsity, CPU latency and file size — the one place.
 
-Every figure the spiral reports comes from here, so teacher and students are measured the same way:
+Every figure the spiral reports comes from here, so teacher, students and exported models are
+measured the same way:
 
 - MACs are counted by Torch-Pruning's ``count_ops_and_params`` for **one sample** (it divides by the
   batch size) and include the cheap layers it knows (bias adds, BatchNorm, ReLU, pooling).
 - Latency is the median wall-clock time of ``model(x)`` on the CPU after a warm-up, in eval mode,
   under ``torch.inference_mode()`` and a fixed thread count. Medians resist the outliers a shared
-  machine produces; ratios between models are steadier than absolute times.
+  machine produces; ratios between models are steadier than absolute times. Exported models are
+  timed the same way in ONNX Runtime, their serving runtime (:func:`measure_onnx_latency`).
 
 Every helper leaves the model as it found it: each module's train/eval flag, the global thread
 count and the model's device are restored or left untouched.
@@ -156,6 +158,42 @@ def measure_latency(
             start = time.perf_counter()
             cpu_model(x)
             timings_ms.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(timings_ms)
+
+
+def measure_onnx_latency(
+    path: str | os.PathLike,
+    input_shape: Sequence[int],
+    batch_size: int,
+    *,
+    repeats: int = 20,
+    warmup: int = 5,
+    threads: int = 2,
+) -> float:
+    """Median wall-clock time of one ONNX Runtime call on the model file at ``path``, like :func:`measure_latency`.
+
+    The session runs ops on ``threads`` threads (one inter-op thread); the input is random
+    ``(batch_size, *input_shape)`` float32. Needs the ``deploy`` extra.
+
+    Returns:
+        The median latency in milliseconds.
+    """
+    from lightning_spiral.deploy.runtime import INPUT_NAME, onnx_session
+
+    input_shape = _check_input_shape(input_shape)
+    _check_int("batch_size", batch_size, minimum=1, hint="Time one call of at least one sample.")
+    _check_int("repeats", repeats, minimum=1, hint="Use at least 20 for a stable median.")
+    _check_int("warmup", warmup, minimum=0, hint="Use 0 to skip the warm-up.")
+    _check_int("threads", threads, minimum=1, hint="Pass the thread count the model will run with.")
+    session = onnx_session(path, threads=threads)
+    feed = {INPUT_NAME: torch.randn(batch_size, *input_shape).numpy()}  # (B, *input_shape)
+    for _ in range(warmup):
+        session.run(None, feed)
+    timings_ms: list[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feed)
+        timings_ms.append((time.perf_counter() - start) * 1e3)
     return statistics.median(timings_ms)
 
 

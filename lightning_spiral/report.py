@@ -47,6 +47,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
+from lightning_spiral.deploy.result import QuantizedResult
 from lightning_spiral.errors import SpiralConfigError
 
 REPORT_JSON = "report.json"
@@ -151,6 +152,7 @@ class SpiralReport:
         stages: results of stages 1, 2, ... in order, including rolled-back ones.
         settings: plain values describing the run (teacher mode, target ratio, ...).
         machine: where it was measured; see :func:`machine_info`.
+        quantized: the final model quantized for serving, when the run had a ``quantize`` stage.
 
     Example:
         >>> t = StageResult(stage=0, top1=0.8, val_top1=0.8, params=10, macs=100, latency_ms_b1=1.0,
@@ -164,6 +166,7 @@ class SpiralReport:
     stages: list[StageResult] = dataclasses.field(default_factory=list)
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     machine: dict[str, Any] = dataclasses.field(default_factory=dict)
+    quantized: QuantizedResult | None = None
 
     def __post_init__(self) -> None:
         if self.teacher.stage != 0:
@@ -186,6 +189,7 @@ class SpiralReport:
             "final": self._entry(self.final),
             "settings": dict(self.settings),
             "machine": dict(self.machine),
+            "quantized": None if self.quantized is None else self.quantized.to_dict(),
         }
 
     @classmethod
@@ -198,6 +202,7 @@ class SpiralReport:
             stages=[StageResult.from_dict(entry) for entry in data.get("stages", [])],
             settings=dict(data.get("settings", {})),
             machine=dict(data.get("machine", {})),
+            quantized=QuantizedResult.from_dict(data["quantized"]) if data.get("quantized") else None,
         )
 
     def _entry(self, result: StageResult) -> dict[str, Any]:
@@ -252,8 +257,11 @@ def read_report(run_dir: str | os.PathLike) -> SpiralReport:
 
 
 def table_rows(report: SpiralReport) -> list[list[str]]:
-    """The formatted cells of the report table, teacher first, one row per stage (see ``_COLUMNS``)."""
-    return [list(_cells(result, report.teacher).values()) for result in (report.teacher, *report.stages)]
+    """The formatted cells of the report table, teacher first, one row per stage, then the quantized model."""
+    rows = [list(_cells(result, report.teacher).values()) for result in (report.teacher, *report.stages)]
+    if report.quantized is not None:
+        rows.append(list(_quantized_cells(report.quantized, report.teacher).values()))
+    return rows
 
 
 def summary_line(report: SpiralReport) -> str:
@@ -300,6 +308,8 @@ def render_table(report: SpiralReport) -> Table:
     """
     results = (report.teacher, *report.stages)
     notes = [f"stage {result.stage}: {escape(result.note)}" for result in results if result.note]
+    if report.quantized is not None:
+        notes.append(f"{report.quantized.kind}: {escape(_quantized_cells(report.quantized, report.teacher)['note'])}")
     caption = "\n".join([summary_line(report), *notes])
     table = Table(title="Spiral report", caption=caption, box=box.SIMPLE_HEAD, collapse_padding=True)
     columns = [column for column in _COLUMNS if column != "note"]
@@ -308,6 +318,9 @@ def render_table(report: SpiralReport) -> Table:
     for result in results:
         cells = _cells(result, report.teacher)
         table.add_row(*(cells[column] for column in columns), style=None if result.kept else "dim")
+    if report.quantized is not None:
+        cells = _quantized_cells(report.quantized, report.teacher)
+        table.add_row(*(cells[column] for column in columns), style="cyan")
     return table
 
 
@@ -327,6 +340,9 @@ def render_plot(report: SpiralReport) -> bytes:
     left, right = figure.subplots(1, 2)
     _draw_panel(left, report, lambda result: result.macs / 1e6, "MACs (millions)")
     _draw_panel(right, report, lambda result: result.latency_ms_b64, "batch-64 latency (ms, CPU)")
+    if report.quantized is not None:  # same MACs as the final model; its latency is its own runtime's
+        _mark_quantized(left, report.quantized, report.final.macs / 1e6)
+        _mark_quantized(right, report.quantized, report.quantized.latency_ms_b64)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     return buffer.getvalue()
@@ -372,6 +388,29 @@ def _cells(result: StageResult, teacher: StageResult) -> dict[str, str]:
         result.note,
     )
     return dict(zip(_COLUMNS, values, strict=True))
+
+
+def _quantized_cells(result: QuantizedResult, teacher: StageResult) -> dict[str, str]:
+    """The table row of the quantized model: its kind as the stage, figures from its serving runtime."""
+    speedup = _ratio(teacher.latency_ms_b64, result.latency_ms_b64)
+    cells = dict.fromkeys(_COLUMNS, "–")
+    cells.update({
+        "stage": result.kind,
+        "top-1 %": f"{100 * result.top1:.2f}",
+        "Δ pts": f"{100 * (result.top1 - teacher.top1):+.2f}",
+        "val %": f"{100 * result.val_top1:.2f}",
+        "b1 ms": f"{result.latency_ms_b1:.2f}",
+        "b64 ms": f"{result.latency_ms_b64:.2f}",
+        "speedup b64": "–" if speedup is None else f"{speedup:.2f}×",
+        "size": format_bytes(result.size_bytes),
+        "note": f"{result.runtime}: {result.note}",
+    })
+    return cells
+
+
+def _mark_quantized(axes: Axes, result: QuantizedResult, x: float) -> None:
+    axes.scatter(x, 100 * result.top1, marker="D", s=70, color="C2", label=f"{result.kind} ({result.runtime})", zorder=5)
+    axes.legend(fontsize=8)
 
 
 def _draw_panel(axes: Axes, report: SpiralReport, x_of: Callable[[StageResult], float], xlabel: str) -> None:

@@ -80,3 +80,22 @@ def test_overhead_script_quick_mode(tmp_path) -> None:
     results = json.loads(out.read_text())
     assert results["settings"]["quick"] is True
     assert all(row["cached_distill_over_student_step"] > 0 for row in results["distillation"])
+
+
+@pytest.mark.slow
+def test_quantize_benchmark_writes_every_variant(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from lightning_spiral import build_model, save_model
+
+    model = tmp_path / "model.pt"
+    save_model(build_model("vgg_bn", num_classes=10, input_shape=(3, 32, 32), config=[8, "M", 16, "M"]), model)
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    out = tmp_path / "quantize.json"
+    command = [sys.executable, str(BENCHMARKS / "quantize.py"), "--model", str(model), "--data", str(data),
+               "--repeats", "2", "--rounds", "1", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert {"fp32_torch", "fp32_ort", "fp16_ort", "int8_ort"} <= set(results["rows"])
+    assert results["parity"]["onnx_top1_agreement"] == 1.0
+    assert str(tmp_path) not in out.read_text()

@@ -1,7 +1,7 @@
 """Build a :class:`Spiral` from a composed Hydra config: every object comes from a ``_target_``.
 
 The config has the nodes ``data``, ``model``, ``distill``, ``pruning`` (a partial), ``trainer`` (a
-partial) and ``spiral`` (the driver's own settings, including the optimizer and scheduler
+partial), ``quantize`` (the optional last stage) and ``spiral`` (the driver's own settings, including the optimizer and scheduler
 partials), plus ``seed``. The model node receives ``num_classes`` and ``input_shape`` from the
 instantiated datamodule, so model configs never repeat data facts.
 
@@ -48,6 +48,7 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = 
             trainer=instantiate(cfg.trainer),
             pruning=instantiate(cfg.pruning),
             loss=instantiate(cfg.distill),
+            quantize=cfg.get("quantize"),  # a `_target_` node: instantiated by Hydra (an object would become a dict)
             output_dir=str(output_dir),
             resume=resume,
             seed=cfg.seed,

@@ -47,6 +47,9 @@ from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from lightning_spiral.deploy.result import QuantizedResult
+from lightning_spiral.deploy.settings import QuantizeSettings
+from lightning_spiral.deploy.stage import QUANTIZED_DIR, run_quantize_stage
 from lightning_spiral.distill import DistillationLoss
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
 from lightning_spiral.io import load_model, save_model
@@ -127,6 +130,8 @@ class Spiral:
             ``logger`` bound in the ``trainer`` partial wins (see :mod:`lightning_spiral.spiral.progress`).
         verbose: 0 silent (no stage lines, table or progress bar), 1 a line per stage and the final
             table, 2 also the pruned layer widths and Lightning's model summary.
+        quantize: the optional last stage (:class:`~lightning_spiral.deploy.QuantizeSettings`): INT8
+            or fp16 for ONNX Runtime, written to ``quantized/``; ``None`` or kind ``"none"``: no such stage.
     """
 
     def __init__(
@@ -155,6 +160,7 @@ class Spiral:
         cache_teacher: bool = False,
         loggers: LoggerChoice = "auto",
         verbose: int = 1,
+        quantize: QuantizeSettings | None = None,
     ) -> None:
         if teacher not in TEACHER_MODES:
             raise SpiralConfigError(f"`teacher` must be one of {list(TEACHER_MODES)}, got {teacher!r}.")
@@ -211,6 +217,12 @@ class Spiral:
         self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
         self.threads = check_positive_int("threads", threads)
         self.cache_teacher = bool(cache_teacher)
+        if quantize is not None and not isinstance(quantize, QuantizeSettings):
+            raise SpiralConfigError(
+                f"`quantize` must be a QuantizeSettings or None, got {type(quantize).__name__} ({quantize!r}); "
+                "use the `quantize=none|int8_ptq|int8_qat|fp16` config group."
+            )
+        self.quantize = quantize or QuantizeSettings()
         self.loaded_teacher = None if self.teacher_checkpoint is None else load_model(self.teacher_checkpoint)
         if not self.resume:
             network = self.model if self.model is not None else self.loaded_teacher
@@ -264,9 +276,22 @@ class Spiral:
             self.write(report)
             if result.kept:
                 current = student
+        if self.quantize.kind != "none" and report.quantized is None:
+            report.quantized = self.run_quantize_stage(original_teacher, current)
+            self.write(report)
         if self.is_global_zero and self.verbose:
             print_report(report)
         return report
+
+    def run_quantize_stage(self, original_teacher: nn.Module, final: nn.Module) -> QuantizedResult | None:
+        """The last stage: quantize the final kept model (see :mod:`lightning_spiral.deploy.stage`)."""
+        L.seed_everything(self.seed + self.max_stages + 1, workers=True, verbose=False)
+        return run_quantize_stage(
+            self.quantize, final, teacher_for_stage(self.teacher_mode, original=original_teacher, previous=final),
+            datamodule=self.datamodule, output_dir=self.output_dir, loss=self.loss,
+            make_trainer=lambda epochs: self.make_trainer(QUANTIZED_DIR, epochs=epochs, callbacks=[]),
+            is_global_zero=self.is_global_zero, threads=self.threads, latency_repeats=self.latency_repeats,
+        )
 
     def resume_point(self) -> tuple[SpiralReport, nn.Module, nn.Module]:
         """The recorded report, the teacher and the last kept student of the run being resumed."""
@@ -352,18 +377,18 @@ class Spiral:
         relative = self.stage_targets[stage - 1] * teacher_macs / previous_macs
         return self.pruning_factory(amount=None, target_macs_ratio=min(relative, 0.999), **overrides)
 
-    def make_trainer(self, stage: int, epochs: int, callbacks: list[L.Callback]) -> L.Trainer:
-        """A fresh Trainer for ``stage``; callbacks bound in the partial are copied, not shared."""
+    def make_trainer(self, stage: int | str, epochs: int, callbacks: list[L.Callback]) -> L.Trainer:
+        """A fresh Trainer for ``stage`` (a number, or a folder name); bound callbacks are copied, not shared."""
         bound = self.trainer_factory.keywords if isinstance(self.trainer_factory, functools.partial) else {}
         kwargs: dict[str, Any] = {
             "max_epochs": epochs,
             "callbacks": [copy.deepcopy(c) for c in bound.get("callbacks") or []] + callbacks,
         }
-        stage_dir = self.output_dir / f"stage_{stage}"
+        stage_name = stage if isinstance(stage, str) else f"stage_{stage}"
         if "default_root_dir" not in bound:
-            kwargs["default_root_dir"] = str(stage_dir)
+            kwargs["default_root_dir"] = str(self.output_dir / stage_name)
         if "logger" not in bound:
-            kwargs["logger"] = stage_loggers(self.output_dir, stage, self.loggers) or False
+            kwargs["logger"] = stage_loggers(self.output_dir, stage_name, self.loggers) or False
         if self.verbose == 0:
             kwargs |= {"enable_progress_bar": False, "enable_model_summary": False}
         elif self.verbose == 2:
@@ -434,4 +459,5 @@ class Spiral:
             "loss": repr(self.loss),
             "seed": self.seed,
             "teacher_checkpoint": None if self.teacher_checkpoint is None else str(self.teacher_checkpoint),
+            "quantize": self.quantize.to_dict(),
         }

@@ -20,7 +20,7 @@ own progress bar — and :func:`stage_summary` one line when the stage is judged
 
 Example:
     >>> from pathlib import Path
-    >>> [type(logger).__name__ for logger in stage_loggers(Path("run"), 2, "csv")]
+    >>> [type(logger).__name__ for logger in stage_loggers(Path("run"), "stage_2", "csv")]
     ['CSVLogger']
 """
 
@@ -65,9 +65,9 @@ def check_verbose(verbose: int) -> Verbosity:
     return verbose  # type: ignore[return-value]
 
 
-def stage_loggers(run_dir: Path, stage: int, choice: LoggerChoice) -> list[Logger]:
-    """The Lightning loggers of ``stage``'s Trainer, metric keys prefixed ``stage_<stage>``."""
-    prefix = f"stage_{stage}"
+def stage_loggers(run_dir: Path, stage_name: str, choice: LoggerChoice) -> list[Logger]:
+    """The Lightning loggers of a stage's Trainer (``stage_name``: e.g. ``"stage_2"``), keys prefixed with it."""
+    prefix = stage_name
     loggers: list[Logger] = []
     if choice in ("auto", "csv"):
         loggers.append(CSVLogger(save_dir=str(run_dir / prefix), name="logs", version="", prefix=prefix))

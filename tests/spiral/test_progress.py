@@ -50,7 +50,7 @@ def test_every_stage_logs_prefixed_metrics_and_its_result(tmp_path) -> None:
 
 @pytest.mark.skipif(not _TENSORBOARD_AVAILABLE, reason="tensorboard is not installed")
 def test_auto_adds_tensorboard_when_installed(tmp_path) -> None:
-    loggers = stage_loggers(tmp_path, 2, "auto")
+    loggers = stage_loggers(tmp_path, "stage_2", "auto")
     assert [type(logger) for logger in loggers] == [CSVLogger, TensorBoardLogger]
     assert all(logger._prefix == "stage_2" for logger in loggers)
     run_spiral(tmp_path, verbose=0)
@@ -58,7 +58,7 @@ def test_auto_adds_tensorboard_when_installed(tmp_path) -> None:
 
 
 def test_no_loggers(tmp_path) -> None:
-    assert stage_loggers(tmp_path, 1, "none") == []
+    assert stage_loggers(tmp_path, "stage_1", "none") == []
     run_spiral(tmp_path, loggers="none", verbose=0)
     assert not (tmp_path / "run" / "stage_1" / "logs").exists()
 

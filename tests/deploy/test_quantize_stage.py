@@ -1,0 +1,114 @@
+"""The spiral's last stage on scikit-learn digits: INT8 accuracy, report, resume, and serving without our code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from lightning_spiral.deploy import QuantizeSettings, onnx_session, onnx_top1  # noqa: E402
+from lightning_spiral.errors import SpiralConfigError  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "spiral"))
+from test_spiral_driver import make_spiral  # noqa: E402
+
+SETTINGS = dict(max_stages=1, quantize=QuantizeSettings(kind="int8_ptq", calibration_batches=2))
+
+
+@pytest.fixture(scope="module")
+def quantized_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quantized")
+    report = make_spiral(root, **SETTINGS).run()
+    return root, report
+
+
+@pytest.mark.slow
+def test_int8_model_keeps_the_fp32_accuracy_and_is_smaller(quantized_run) -> None:
+    root, report = quantized_run
+    quantized = report.quantized
+    assert quantized is not None and quantized.kind == "int8_ptq"
+    assert quantized.top1 >= report.final.top1 - 0.02  # digits: within 2 points of the fp32 final model
+    assert quantized.size_bytes * 2.5 <= report.final.size_bytes
+    assert quantized.runtime.startswith("onnxruntime ")
+    path = root / "run" / quantized.model_path
+    assert path.stat().st_size == quantized.size_bytes
+    session = onnx_session(path)  # the recorded test top-1 is reproducible from the file alone
+    data = make_spiral(root / "unused", **SETTINGS).datamodule
+    data.setup("test")
+    assert onnx_top1(session, data.test_dataloader()) == quantized.top1
+
+
+@pytest.mark.slow
+def test_report_records_and_shows_the_quantized_model(quantized_run) -> None:
+    root, _ = quantized_run
+    run = root / "run"
+    data = json.loads((run / "report.json").read_text())
+    keys = {"kind", "top1", "size_bytes", "latency_ms_b1", "latency_ms_b64", "runtime", "model_path"}
+    assert keys <= set(data["quantized"])
+    assert data["quantized"]["latency_ms_b64"] > 0
+    assert "| int8_ptq |" in (run / "report.md").read_text()
+    assert not list(run.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_quantized_artifact_runs_in_a_process_without_lightning_spiral(quantized_run) -> None:
+    root, report = quantized_run
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np, onnxruntime as ort
+        session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+        logits = session.run(None, {"input": np.zeros((3, 1, 8, 8), dtype=np.float32)})[0]
+        assert "lightning_spiral" not in sys.modules and "torch" not in sys.modules
+        print(logits.shape, np.isfinite(logits).all())
+        """
+    )
+    path = root / "run" / report.quantized.model_path
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(3, 10) True"
+
+
+@pytest.mark.slow
+def test_resume_after_the_stages_runs_only_the_quantization(quantized_run, tmp_path) -> None:
+    root, report = quantized_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    data = json.loads((run / "report.json").read_text())
+    data["quantized"] = None  # "killed" during quantization: stages recorded, quantization not
+    (run / "report.json").write_text(json.dumps(data))
+    shutil.rmtree(run / "quantized")
+    stage_files = {p: p.read_bytes() for p in run.glob("stage_*/model.pt")}
+    resumed = make_spiral(tmp_path, model=None, resume=True, **SETTINGS).run()
+    assert resumed.stages == report.stages
+    assert all(p.read_bytes() == content for p, content in stage_files.items())
+    assert sorted(p.name for p in run.glob("stage_*")) == ["stage_0", "stage_1"]
+    assert resumed.quantized is not None and (run / resumed.quantized.model_path).is_file()
+    assert resumed.quantized.top1 == report.quantized.top1  # same calibration, same file, same accuracy
+
+
+def test_spiral_refuses_a_quantize_value_that_is_not_settings(tmp_path) -> None:
+    with pytest.raises(SpiralConfigError, match=r"`quantize` must be a QuantizeSettings or None, got str \('int8_ptq'\)"):
+        make_spiral(tmp_path, quantize="int8_ptq")
+
+
+@pytest.mark.slow
+def test_int8_qat_fine_tunes_when_ptq_loses_too_much(tmp_path) -> None:
+    # max_top1_drop=0 with a 1-epoch teacher: post-training INT8 usually loses a little, so the fit runs;
+    # which branch ran is read from the note, and the fit's logs must exist exactly when it ran
+    settings = QuantizeSettings(kind="int8_qat", calibration_batches=1, max_top1_drop=0.0, qat_epochs=1)
+    report = make_spiral(tmp_path, max_stages=1, teacher_epochs=1, quantize=settings).run()
+    quantized = report.quantized
+    assert quantized is not None and quantized.kind == "int8_qat"
+    fine_tuned = "quantization-aware fine-tuning (post-training INT8 lost" in quantized.note
+    assert fine_tuned or "no fine-tuning" in quantized.note
+    assert (tmp_path / "run" / quantized.model_path).is_file()
+    assert (tmp_path / "run" / "quantized" / "logs").is_dir() == fine_tuned  # the fit logs beside the artifact
+    assert quantized.top1 >= report.final.top1 - 0.05
