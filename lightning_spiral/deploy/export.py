@@ -96,16 +96,38 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[
 
 
 def strip_metadata(proto: onnx.ModelProto) -> None:
-    """Drop per-node metadata and doc strings and the inferred shapes of intermediate values.
+    """Drop per-node metadata, doc strings and the inferred shapes of intermediate values; shorten names.
 
-    They hold stack traces with the exporting machine's file paths and are never read at run
-    time; shapes are inferred again when a session loads the graph.
+    Metadata holds stack traces with the exporting machine's file paths and is never read at run
+    time; shapes are inferred again when a session loads the graph. Node names are optional in
+    ONNX, and internal tensor names (``/features/features.0/Conv_output_0_quantized``…) become
+    ``t<i>``: in a small INT8 graph those names are ~10% of the file. The graph's inputs and
+    outputs keep their names.
     """
     graph = proto.graph
     for node in graph.node:
         del node.metadata_props[:]
         node.doc_string = ""
+        node.name = ""
     del graph.value_info[:]
+    _shorten_tensor_names(graph)
+
+
+def _shorten_tensor_names(graph: onnx.GraphProto) -> None:
+    """Rename every internal tensor of ``graph`` to ``t<i>`` (inputs and outputs keep their names)."""
+    kept = {value.name for value in (*graph.input, *graph.output)}
+    renamed: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in kept:
+            return name
+        return renamed.setdefault(name, f"t{len(renamed)}")
+
+    for initializer in graph.initializer:
+        initializer.name = short(initializer.name)
+    for node in graph.node:
+        node.input[:] = [short(name) for name in node.input]
+        node.output[:] = [short(name) for name in node.output]
 
 
 def onnx_parity(model: nn.Module, path: str | os.PathLike, batches: Iterable[torch.Tensor], threads: int = 2) -> Parity:
