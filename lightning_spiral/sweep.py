@@ -80,7 +80,8 @@ class SweepRun:
 
     Args:
         name: the run directory relative to the sweep directory (Hydra's job number).
-        overrides: the run's Hydra overrides, e.g. ``["pruning.amount=0.2"]``.
+        overrides: the run's Hydra overrides, e.g. ``["spiral.max_stages=2", "pruning.amount=0.2"]``.
+        shared: the overrides every run of the sweep has (left out of :attr:`config`).
         final: the run's final kept stage (its teacher when no stage was kept).
         teacher: the run's stage 0.
         front_macs: on the top-1 vs MACs Pareto front of the sweep.
@@ -91,13 +92,14 @@ class SweepRun:
     overrides: list[str]
     final: StageResult
     teacher: StageResult
+    shared: list[str] = dataclasses.field(default_factory=list)
     front_macs: bool = False
     front_latency: bool = False
 
     @property
     def config(self) -> str:
-        """The overrides as one line (``"-"`` for a run with none)."""
-        return " ".join(self.overrides) or "-"
+        """The overrides that set this run apart, as one line (``"-"`` when none do)."""
+        return " ".join(item for item in self.overrides if item not in self.shared) or "-"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values: the final stage with its ratios to the run's teacher, the overrides and the flags."""
@@ -128,6 +130,9 @@ def collect_runs(sweep_dir: str | os.PathLike) -> list[SweepRun]:
         )
     runs = [_read_run(sweep_dir, path.parent) for path in report_files]
     runs.sort(key=lambda run: (run.final.macs, run.name))
+    shared = [item for item in runs[0].overrides if all(item in run.overrides for run in runs[1:])] if len(runs) > 1 else []
+    for run in runs:
+        run.shared = shared
     for cost, flag in (("macs", "front_macs"), ("latency_ms_b64", "front_latency")):
         for run, on_front in zip(runs, pareto_front([_point(run, cost) for run in runs]), strict=True):
             setattr(run, flag, on_front)
@@ -136,11 +141,13 @@ def collect_runs(sweep_dir: str | os.PathLike) -> list[SweepRun]:
 
 def render_markdown(runs: Sequence[SweepRun]) -> str:
     """The sweep table as markdown, sorted by MACs, ``*`` on Pareto-optimal runs."""
+    shared = " ".join(runs[0].shared) if runs else ""
     lines = [
         "# Sweep report",
         "",
         "Each run is its final kept stage; `*`: Pareto-optimal (test top-1 against MACs / batch-64 latency).",
         "",
+        *([f"Overrides of every run: `{shared}`", ""] if shared else []),
         "| " + " | ".join(_COLUMNS) + " |",
         "| " + " | ".join("---" if c in _TEXT_COLUMNS else "---:" for c in _COLUMNS) + " |",
         *("| " + " | ".join(cell.replace("|", "\\|") for cell in _cells(run).values()) + " |" for run in runs),
@@ -150,7 +157,9 @@ def render_markdown(runs: Sequence[SweepRun]) -> str:
 
 def render_table(runs: Sequence[SweepRun]) -> Table:
     """The sweep table for the terminal; runs on neither front are dimmed."""
-    table = Table(title="Sweep report", caption="*: Pareto-optimal", box=box.SIMPLE_HEAD, collapse_padding=True)
+    shared = " ".join(runs[0].shared) if runs else ""
+    caption = "*: Pareto-optimal" + (f"\nOverrides of every run: {escape(shared)}" if shared else "")
+    table = Table(title="Sweep report", caption=caption, box=box.SIMPLE_HEAD, collapse_padding=True)
     for column in _COLUMNS:
         table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right", no_wrap=column != "config")
     for run in runs:
@@ -184,7 +193,7 @@ def write_sweep_report(sweep_dir: str | os.PathLike, console: Console | None = N
     """
     runs = collect_runs(sweep_dir)
     # Render everything first: a rendering error then leaves the previous files in place.
-    text = json.dumps({"runs": [run.to_dict() for run in runs]}, indent=2) + "\n"
+    text = json.dumps({"shared_overrides": runs[0].shared, "runs": [run.to_dict() for run in runs]}, indent=2) + "\n"
     markdown = render_markdown(runs)
     plot = render_plot(runs)
     sweep_dir = Path(sweep_dir)

@@ -65,7 +65,7 @@ def _write_run(sweep_dir: Path, name: str, overrides: list[str], stages: list[St
     run_dir = sweep_dir / name
     write_report(SpiralReport(teacher=_result(0, 0.95, 1000, 40.0), stages=stages), run_dir)
     (run_dir / ".hydra").mkdir()
-    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in ["spiral.max_stages=2", *overrides]))
 
 
 @pytest.fixture
@@ -83,6 +83,7 @@ def test_collect_runs_sorts_by_macs_and_marks_both_fronts(sweep_dir: Path) -> No
     assert [run.name for run in runs] == ["1", "2", "0", "3"]
     assert [run.final.stage for run in runs] == [1, 1, 1, 1]
     assert [run.config for run in runs] == ["pruning.amount=0.4", "pruning.amount=0.3", "pruning.amount=0.2", "pruning.amount=0.1"]
+    assert runs[0].shared == ["spiral.max_stages=2"] and runs[0].overrides == ["spiral.max_stages=2", "pruning.amount=0.4"]
     assert [run.front_macs for run in runs] == [True, False, True, False]
     assert [run.front_latency for run in runs] == [False, True, True, False]
 
@@ -93,7 +94,8 @@ def test_write_sweep_report_writes_json_markdown_and_png(sweep_dir: Path) -> Non
     data = json.loads((sweep_dir / SWEEP_JSON).read_text())
     assert [run["run"] for run in data["runs"]] == ["1", "2", "0", "3"]
     assert data["runs"][0]["final"]["macs_ratio"] == pytest.approx(0.36)
-    assert data["runs"][0]["overrides"] == ["pruning.amount=0.4"]
+    assert data["runs"][0]["overrides"] == ["spiral.max_stages=2", "pruning.amount=0.4"]
+    assert data["shared_overrides"] == ["spiral.max_stages=2"]
     markdown = (sweep_dir / SWEEP_MARKDOWN).read_text()
     assert "| 1 | pruning.amount=0.4 | 1 | 90.00 | 90.00 | 360 | 36.0 | 25.00 | * |  |" in markdown
     assert (sweep_dir / SWEEP_PLOT).read_bytes().startswith(PNG_MAGIC)
@@ -150,7 +152,9 @@ def test_four_run_multirun_on_digits_gives_a_sweep_report_with_a_front(tmp_path:
     assert report.returncode == 0, report.stderr[-3000:]
     assert "Sweep report" in report.stdout
     runs = json.loads((sweep / SWEEP_JSON).read_text())["runs"]
-    assert sorted(" ".join(run["overrides"]) for run in runs) == [
+    shared = json.loads((sweep / SWEEP_JSON).read_text())["shared_overrides"]
+    assert [item.lower() for item in shared] == [item.lower() for item in TINY]  # Hydra writes booleans as False
+    assert sorted(" ".join(item for item in run["overrides"] if item not in shared) for run in runs) == [
         "pruning.amount=0.2 distill.temperature=2", "pruning.amount=0.2 distill.temperature=4",
         "pruning.amount=0.4 distill.temperature=2", "pruning.amount=0.4 distill.temperature=4",
     ]  # fmt: skip
@@ -161,7 +165,7 @@ def test_four_run_multirun_on_digits_gives_a_sweep_report_with_a_front(tmp_path:
     assert [run["front_macs"] for run in runs] == pareto_front(points)
     assert runs[0]["front_macs"], "the cheapest run (with the best top-1 among equals) is always optimal"
     assert (sweep / SWEEP_PLOT).read_bytes().startswith(PNG_MAGIC)
-    assert "pruning.amount=0.4 distill.temperature=2" in (sweep / SWEEP_MARKDOWN).read_text()
+    assert "| pruning.amount=0.4 distill.temperature=2 |" in (sweep / SWEEP_MARKDOWN).read_text()
 
 
 @pytest.mark.slow
