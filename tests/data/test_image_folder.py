@@ -88,6 +88,7 @@ def test_a_separate_test_folder_is_the_test_split(digits_folder, tmp_path) -> No
         ImageFolderDataModule(root, wrong)
 
 
+@pytest.mark.slow  # decodes ~6,000 PNGs
 def test_config_node_builds_it_and_a_small_cnn_learns_from_it(digits_folder) -> None:
     root, _, _ = digits_folder
     with initialize_config_module(config_module="lightning_spiral.conf", version_base="1.3"):
