@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 from rich.console import Console
 
 from lightning_spiral.errors import SpiralConfigError
@@ -181,7 +182,7 @@ def test_optuna_sweeper_runs_three_trials_on_digits(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     reports = sorted(sweep.glob("*/report.json"))
     assert len(reports) == 3
-    best = json.loads(json.dumps(__import__("yaml").safe_load((sweep / "optimization_results.yaml").read_text())))
+    best = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))
     assert set(best["best_params"]) == {"pruning.amount", "distill.temperature", "distill.alpha"}
     # the best value is the objective of one of the trials: validation top-1 of a run within the MACs budget
     finals = [json.loads(path.read_text())["final"] for path in reports]
