@@ -123,7 +123,7 @@ def test_command_turns_errors_into_one_line_and_exit_status_2(tmp_path: Path, ca
 
 
 # --------------------------------------------------------------------- a real multirun on digits
-TINY = [  # a smoke setting: seconds per run on an idle machine
+TINY = [  # a smoke setting: checks the plumbing, not the accuracy
     "data.train_subset=400",
     "spiral.teacher_epochs=1",
     "spiral.stage_epochs=1",
@@ -174,7 +174,8 @@ def test_optuna_sweeper_runs_three_trials_on_digits(tmp_path: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "optuna"
     result = subprocess.run(
-        [_console_script("lightning-spiral"), "hparams_search=optuna", *TINY, "macs_budget=0.6", "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2",
+        [_console_script("lightning-spiral"), "hparams_search=optuna", *TINY, "macs_budget=0.6", "hydra.sweeper.n_trials=3",
+         "hydra.sweeper.sampler.n_startup_trials=2",
          f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True, timeout=540,
     )  # fmt: skip
