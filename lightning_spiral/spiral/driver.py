@@ -201,8 +201,10 @@ class Spiral:
         self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
         self.threads = check_positive_int("threads", threads)
         self.cache_teacher = bool(cache_teacher)
-        self.loaded_teacher = (
-            None if self.teacher_checkpoint is None else load_teacher(self.teacher_checkpoint, model, teacher_checkpoint_attr)
+        self.loaded_teacher = (  # a resumed run takes its teacher from its own stage_0
+            None
+            if self.teacher_checkpoint is None or self.resume
+            else load_teacher(self.teacher_checkpoint, model, teacher_checkpoint_attr)
         )
         if not self.resume:
             network = self.loaded_teacher if self.loaded_teacher is not None else self.model
