@@ -124,7 +124,7 @@ def test_command_turns_errors_into_one_line_and_exit_status_2(tmp_path: Path, ca
 
 # --------------------------------------------------------------------- a real multirun on digits
 TINY = [  # a smoke setting: checks the plumbing, not the accuracy
-    "data.train_subset=400",
+    "+data.train_subset=400",  # not in conf/data/digits.yaml: added
     "spiral.teacher_epochs=1",
     "spiral.stage_epochs=1",
     "spiral.latency_repeats=2",
