@@ -31,5 +31,9 @@ class PruningError(SpiralError):
     """A model cannot be pruned as asked (unprunable layer, rank mismatch, ...)."""
 
 
+class WeightsDownloadError(SpiralError):
+    """Pretrained weights could not be downloaded (no network); the message says where to put the file."""
+
+
 class StageFailedError(SpiralError):
     """A spiral stage failed (non-finite loss, ...); earlier stages are left intact."""

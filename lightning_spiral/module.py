@@ -38,15 +38,12 @@ from lightning_spiral.distill.combine import DistillationInputs, distillation_te
 from lightning_spiral.distill.taps import FeatureTaps
 from lightning_spiral.distill.teacher_cache import TeacherOutputCache
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
-from lightning_spiral.io import rebuild
+from lightning_spiral.io import CHECKPOINT_KEY, rebuild
 from lightning_spiral.models.spec import ModelSpec, spec_of
 
 Split = Literal["train", "val", "test"]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
-
-#: Key of the architecture specs in a Lightning checkpoint.
-CHECKPOINT_KEY = "lightning_spiral_specs"
 
 #: Scheduler arguments that mean "length of the run"; filled with the stage's ``max_epochs`` if unset.
 _HORIZON_ARGUMENTS = ("T_max", "total_iters")

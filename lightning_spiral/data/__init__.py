@@ -1,6 +1,7 @@
-"""LightningDataModules of lightning-spiral: embedded digits, ``.npz`` files, torchvision CIFAR-10.
+"""LightningDataModules of lightning-spiral: embedded digits, ``.npz`` files, torchvision CIFAR-10, image folders.
 
-All share :class:`ArrayDataModule`: ``num_classes`` and ``input_shape`` right after construction,
+All but :class:`ImageFolderDataModule` (decoded lazily, split by the same rules) share
+:class:`ArrayDataModule`: ``num_classes`` and ``input_shape`` right after construction,
 a seeded validation split carved from the training images, the official test split for
 reported numbers only, per-channel normalisation from the training part.
 
@@ -13,6 +14,7 @@ Example:
 from lightning_spiral.data.array_datamodule import ArrayDataModule, ImageArrayDataset, ImageArrays
 from lightning_spiral.data.cifar10 import CIFAR10DataModule
 from lightning_spiral.data.digits import DigitsDataModule
+from lightning_spiral.data.image_folder import ImageFolderDataModule
 from lightning_spiral.data.npz import NpzDataModule
 
 __all__ = [
@@ -21,5 +23,6 @@ __all__ = [
     "DigitsDataModule",
     "ImageArrayDataset",
     "ImageArrays",
+    "ImageFolderDataModule",
     "NpzDataModule",
 ]

@@ -135,6 +135,38 @@ def random_crop_flip(image: torch.Tensor, padding: int = CROP_PADDING) -> torch.
     return image.flip(-1) if torch.rand(()) < 0.5 else image
 
 
+def train_val_indices(
+    num_train: int, val_fraction: float, seed: int, train_subset: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded permutation of the training images, cut to ``train_subset``, split into train/val indices.
+
+    Example:
+        >>> train, val = train_val_indices(10, val_fraction=0.2, seed=0)
+        >>> len(train), len(val), sorted([*train, *val]) == list(range(10))
+        (8, 2, True)
+    """
+    if train_subset is not None and train_subset > num_train:
+        raise SpiralConfigError(f"`train_subset` must be at most {num_train} (the training images), got {train_subset}.")
+    order = np.random.default_rng(seed).permutation(num_train)[:train_subset]
+    num_val = round(val_fraction * len(order))
+    if not 0 < num_val < len(order):
+        raise SpiralConfigError(
+            f"`val_fraction`={val_fraction} of {len(order)} training images leaves an empty split; "
+            "use more images or another fraction."
+        )
+    return order[num_val:], order[:num_val]
+
+
+def subset_test_indices(num_test: int, seed: int, test_subset: int | None = None) -> np.ndarray:
+    """All test images, or a seeded random ``test_subset`` of them in file order."""
+    if test_subset is None:
+        return np.arange(num_test)
+    if test_subset > num_test:
+        raise SpiralConfigError(f"`test_subset` must be at most {num_test} (the test images), got {test_subset}.")
+    # Files are often sorted by class, so the first N would not be a fair sample.
+    return np.sort(np.random.default_rng(seed + 1).permutation(num_test)[:test_subset])
+
+
 class ImageArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Raw images in memory; each item is normalised (and augmented, if asked) when it is read.
 
@@ -287,27 +319,7 @@ class ArrayDataModule(LightningDataModule, ABC):
             check_labels(f"y_{split}", labels, self.num_classes)
 
     def _train_val_indices(self, num_train: int) -> tuple[np.ndarray, np.ndarray]:
-        """Seeded permutation of the training images, cut to ``train_subset``, split into train/val."""
-        if self.train_subset is not None and self.train_subset > num_train:
-            raise SpiralConfigError(
-                f"`train_subset` must be at most {num_train} (the training images), got {self.train_subset}."
-            )
-        order = np.random.default_rng(self.seed).permutation(num_train)[: self.train_subset]
-        num_val = round(self.val_fraction * len(order))
-        if not 0 < num_val < len(order):
-            raise SpiralConfigError(
-                f"`val_fraction`={self.val_fraction} of {len(order)} training images leaves an empty split; "
-                "use more images or another fraction."
-            )
-        return order[num_val:], order[:num_val]
+        return train_val_indices(num_train, self.val_fraction, self.seed, self.train_subset)
 
     def _test_indices(self, num_test: int) -> np.ndarray:
-        """All test images, or a seeded random ``test_subset`` of them in file order."""
-        if self.test_subset is None:
-            return np.arange(num_test)
-        if self.test_subset > num_test:
-            raise SpiralConfigError(
-                f"`test_subset` must be at most {num_test} (the test images), got {self.test_subset}."
-            )
-        # Files are often sorted by class, so the first N would not be a fair sample.
-        return np.sort(np.random.default_rng(self.seed + 1).permutation(num_test)[: self.test_subset])
+        return subset_test_indices(num_test, self.seed, self.test_subset)

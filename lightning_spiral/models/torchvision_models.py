@@ -3,7 +3,8 @@
 Models come from :func:`torchvision.models.get_model` with a fresh ``num_classes``-way head.
 They expect 3-channel images. Pretrained weights are opt-in through ``weights`` (``"DEFAULT"``
 or a member name such as ``"IMAGENET1K_V1"``); they are downloaded by torchvision, so they need a
-network, and ImageNet weights only fit a 1000-class head (fine-tune a new head yourself for other
+network (offline, :class:`~lightning_spiral.errors.WeightsDownloadError` names the file to put
+in torch.hub's cache instead), and ImageNet weights only fit a 1000-class head (fine-tune a new head yourself for other
 class counts). Inputs smaller than the model was designed for (e.g. 32×32 for ImageNet models)
 usually run but downsample aggressively.
 
@@ -16,10 +17,13 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch.hub
 import torch.nn as nn
 import torchvision
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.errors import SpiralConfigError, WeightsDownloadError
 
 TORCHVISION_PREFIX = "torchvision."
 
@@ -53,9 +57,19 @@ def build_torchvision_model(name: str, num_classes: int, in_channels: int = 3, w
             f"`input_shape[0]` must be 3 for torchvision models, got {in_channels}. "
             "Use a built-in model for other channel counts."
         )
-    if weights is not None:
-        _check_weights(name, weights, num_classes)
-    return torchvision.models.get_model(name, weights=weights, num_classes=num_classes)
+    if weights is None:
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    _check_weights(name, weights, num_classes)
+    try:
+        return torchvision.models.get_model(name, weights=weights, num_classes=num_classes)
+    except OSError as err:  # urllib's URLError, refused connections, DNS failures
+        url = torchvision.models.get_model_weights(name)[weights].url
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+        raise WeightsDownloadError(
+            f"Downloading `weights`={weights!r} of 'torchvision.{name}' from {url} failed ({type(err).__name__}: {err}). "
+            f"Without a network, copy that file to '{cached}' (torch.hub's cache; set TORCH_HOME to move it), "
+            "or build with weights=None and give trained weights as `teacher_checkpoint`."
+        ) from err
 
 
 def _check_weights(name: str, weights: str, num_classes: int) -> None:

@@ -3,7 +3,9 @@
 The config has the nodes ``data``, ``model``, ``distill``, ``pruning`` (a partial), ``trainer`` (a
 partial), ``quantize`` (the optional last stage) and ``spiral`` (the driver's own settings, including the optimizer and scheduler
 partials), plus ``seed``. The model node receives ``num_classes`` and ``input_shape`` from the
-instantiated datamodule, so model configs never repeat data facts.
+instantiated datamodule, so model configs never repeat data facts. With ``spiral.teacher_checkpoint``
+the model node is the architecture of a weights-only file (a state dict, a Lightning checkpoint of
+your own module); it is not built for files that carry their own (a model file, a SpiralModule checkpoint).
 
 Example:
     >>> from hydra import compose, initialize_config_module
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import lightning.pytorch as L
 from hydra.errors import InstantiationException
@@ -27,6 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lightning_spiral.errors import SpiralError
+from lightning_spiral.io import carries_architecture
 from lightning_spiral.spiral.driver import Spiral
 
 
@@ -38,8 +42,8 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = 
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model initialisation is part of the run
     with spiral_errors_unwrapped():
         datamodule = instantiate(cfg.data)
-        model = None  # a trained teacher from `spiral.teacher_checkpoint` replaces the configured model
-        if cfg.spiral.get("teacher_checkpoint") is None and not resume:
+        model = None  # a resumed run, or a teacher file that carries its own architecture, needs no model
+        if not resume and needs_model(cfg):
             model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
         return instantiate(
             cfg.spiral,
@@ -54,6 +58,14 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = 
             seed=cfg.seed,
             _convert_="all",
         )
+
+
+def needs_model(cfg: DictConfig) -> bool:
+    """Whether the ``model`` node is needed: no teacher file, or one of weights only (a missing file is the driver's error)."""
+    checkpoint = cfg.spiral.get("teacher_checkpoint")
+    if checkpoint is None or not Path(checkpoint).is_file():
+        return True
+    return not carries_architecture(checkpoint, cfg.spiral.get("teacher_checkpoint_attr"))
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.deploy.stage import QUANTIZED_DIR, run_quantize_stage
 from lightning_spiral.distill import DistillationLoss
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
-from lightning_spiral.io import load_model, save_model
+from lightning_spiral.io import load_model, load_teacher, save_model
 from lightning_spiral.measure import count_macs, file_size, measure_model
 from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
 from lightning_spiral.pruning import PruningCallback, prune
@@ -91,7 +91,8 @@ class Spiral:
 
     Args:
         model: the network to compress, built by :func:`lightning_spiral.models.build_model`
-            and trained by stage 0; ``None`` when ``teacher_checkpoint`` gives a trained one.
+            and trained by stage 0; with a ``teacher_checkpoint`` of weights only, the architecture
+            they are loaded into (in place); ``None`` when ``teacher_checkpoint`` carries its own.
         datamodule: a LightningDataModule with ``num_classes`` and ``input_shape`` attributes and a
             validation split carved from the training data.
         trainer: a partial of ``lightning.pytorch.Trainer``; every stage calls it with ``max_epochs``,
@@ -113,8 +114,13 @@ class Spiral:
             fraction (0.02 = 2 points); a stage that falls further is rolled back and the spiral stops.
         teacher_epochs: epochs to train the teacher in stage 0 (unused with ``teacher_checkpoint``).
         stage_epochs: epochs per pruning stage: one number, or one per stage.
-        teacher_checkpoint: a model file written by :func:`lightning_spiral.save_model` to use as
-            the trained teacher instead of training one.
+        teacher_checkpoint: a trained teacher to use instead of training one: a model file written
+            by :func:`lightning_spiral.save_model`, a Lightning checkpoint (``.ckpt``) of a
+            SpiralModule or of your own LightningModule, or a plain state dict (``.pt``); see
+            :func:`lightning_spiral.io.load_teacher`. The last two need ``model``.
+        teacher_checkpoint_attr: the attribute of the checkpoint's LightningModule that holds the
+            network (``"net"`` for ``self.net``; default ``"student"``, a SpiralModule's), or a key
+            prefix to strip from a plain state dict.
         output_dir: the run directory; it must not already hold a spiral run unless ``overwrite`` or
             ``resume``.
         overwrite: allow writing into a directory that already holds a run.
@@ -151,6 +157,7 @@ class Spiral:
         teacher_epochs: int = 10,
         stage_epochs: int | Sequence[int] = 3,
         teacher_checkpoint: str | None = None,
+        teacher_checkpoint_attr: str | None = None,
         output_dir: str = "spiral_run",
         overwrite: bool = False,
         resume: bool = False,
@@ -171,10 +178,10 @@ class Spiral:
                     "`num_classes` and `input_shape` to build and measure models."
                 )
         self.resume = bool(resume)
-        if not self.resume and (model is None) == (teacher_checkpoint is None):
+        if not self.resume and model is None and teacher_checkpoint is None:
             raise SpiralConfigError(
-                "Pass exactly one of `model` (trained as the teacher in stage 0) and `teacher_checkpoint` "
-                f"(an already trained model file), got model={type(model).__name__} and teacher_checkpoint={teacher_checkpoint!r}."
+                "Pass `model` (trained as the teacher in stage 0) or `teacher_checkpoint` (an already trained "
+                f"teacher), got model={type(model).__name__} and teacher_checkpoint={teacher_checkpoint!r}."
             )
         check_strategy_keeps_the_model(trainer)
         self.loggers = check_logger_choice(loggers)
@@ -223,9 +230,13 @@ class Spiral:
                 "use the `quantize=none|int8_ptq|int8_qat|fp16` config group."
             )
         self.quantize = quantize or QuantizeSettings()
-        self.loaded_teacher = None if self.teacher_checkpoint is None else load_model(self.teacher_checkpoint)
+        self.loaded_teacher = (  # a resumed run takes its teacher from its own stage_0
+            None
+            if self.teacher_checkpoint is None or self.resume
+            else load_teacher(self.teacher_checkpoint, model, teacher_checkpoint_attr)
+        )
         if not self.resume:
-            network = self.model if self.model is not None else self.loaded_teacher
+            network = self.loaded_teacher if self.loaded_teacher is not None else self.model
             check_network_fits_data(network, self.datamodule)
             self.check_target_reachable(network)
 

@@ -1,0 +1,299 @@
+"""Your own images as a LightningDataModule: one folder per class, read by torchvision's ``ImageFolder``.
+
+Layout: ``train_dir/<class name>/<image>`` (and optionally ``test_dir`` with the same class
+folders). Images are decoded when a batch asks for them, so the folder may be larger than memory.
+Splits follow the rules of every other datamodule here (:mod:`lightning_spiral.data.array_datamodule`):
+
+* **test** — ``test_dir`` when given; otherwise ``test_fraction`` of ``train_dir`` is carved
+  first, stratified by class and seeded (as :class:`~lightning_spiral.data.DigitsDataModule` does);
+* **val** — carved from the remaining training images by the same seeded permutation
+  (:func:`~lightning_spiral.data.array_datamodule.train_val_indices`);
+* **pixels** — each image is converted to RGB (or gray), resized so its shorter side is
+  ``resize`` (default: ``image_size``), centre-cropped to ``image_size`` and scaled to [0, 1];
+  training images then get the random crop + flip of the array datamodules when ``augment``;
+* **normalisation** — ``mean`` / ``std`` on the [0, 1] scale when given (ImageNet's for pretrained
+  torchvision weights: ``(0.485, 0.456, 0.406)``, ``(0.229, 0.224, 0.225)``), else measured on the
+  training part by one pass over it in :meth:`setup`.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for label in ("cat", "dog"):
+    ...     (root / label).mkdir()
+    ...     for i in range(10):
+    ...         Image.new("RGB", (40, 30), (25 * i, 0, 0)).save(root / label / f"{i}.png")
+    >>> dm = ImageFolderDataModule(root, image_size=16, batch_size=4, test_fraction=0.2)
+    >>> dm.num_classes, dm.input_shape, dm.classes
+    (2, (3, 16, 16), ['cat', 'dog'])
+    >>> dm.setup("fit")
+    >>> len(dm.train_set), len(dm.val_set), len(dm.test_set)
+    (14, 2, 4)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import find_classes
+
+from lightning_spiral.data.array_datamodule import (
+    check_bool,
+    check_fraction,
+    check_int,
+    check_optional_int,
+    random_crop_flip,
+    subset_test_indices,
+    train_val_indices,
+)
+from lightning_spiral.errors import SpiralConfigError, SpiralError
+
+
+class FolderSubset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Some images of an ``ImageFolder``, decoded to ``(C, H, W)`` in [0, 1], augmented and normalised when read.
+
+    Args:
+        folder: the ``ImageFolder`` (without transform: its items are PIL images).
+        indices: which of its images this subset holds.
+        pixels: PIL image -> ``(C, H, W)`` float tensor in [0, 1] (resize, crop, colour mode).
+        mean: per-channel mean, ``(C,)``; ``None``: not normalised (used to measure it).
+        std: per-channel std, ``(C,)``.
+        augment: apply :func:`random_crop_flip` before normalising.
+    """
+
+    def __init__(
+        self,
+        folder: ImageFolder,
+        indices: np.ndarray,
+        pixels: transforms.Compose,
+        mean: torch.Tensor | None = None,
+        std: torch.Tensor | None = None,
+        augment: bool = False,
+    ) -> None:
+        self.folder = folder
+        self.indices = [int(i) for i in indices]
+        self.pixels = pixels
+        self.mean = None if mean is None else mean.float().view(-1, 1, 1)  # (C, 1, 1) broadcasts over H, W
+        self.std = None if std is None else std.float().view(-1, 1, 1)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.folder[self.indices[index]]
+        tensor = self.pixels(image)  # (C, H, W) in [0, 1]
+        if self.augment:
+            tensor = random_crop_flip(tensor)
+        if self.mean is not None:
+            tensor = (tensor - self.mean) / self.std
+        return tensor, torch.tensor(label)
+
+
+class ImageFolderDataModule(LightningDataModule):
+    """Train / val / test batches from folders of images, one sub-folder per class.
+
+    Args:
+        train_dir: the training images, ``train_dir/<class>/<image>``.
+        test_dir: the test images with the same class folders; ``None`` carves ``test_fraction``
+            of ``train_dir`` instead.
+        image_size: side of the square crop the model sees (an int), or ``(height, width)``.
+        resize: shorter side after resizing, before the centre crop (``None``: ``image_size``,
+            i.e. the largest centre crop; e.g. 256 with ``image_size=224`` for the ImageNet recipe).
+        grayscale: one channel instead of RGB.
+        mean: per-channel mean on the [0, 1] scale; ``None`` measures it on the training part.
+        std: per-channel std on the [0, 1] scale; given together with ``mean``.
+        batch_size: samples per batch.
+        val_fraction: share of the (non-test) training images held out for validation.
+        test_fraction: share of ``train_dir`` held out as the test split when there is no ``test_dir``.
+        seed: seed of the splits and the subsets.
+        augment: random crop (padding 4) + horizontal flip of training images.
+        num_workers: DataLoader worker processes (decoding happens there).
+        train_subset: keep only this many training images (a seeded random choice), for fast runs.
+        test_subset: keep only this many test images, for fast runs.
+
+    Example:
+        See the module docstring.
+    """
+
+    def __init__(
+        self,
+        train_dir: str | os.PathLike,
+        test_dir: str | os.PathLike | None = None,
+        *,
+        image_size: int | Sequence[int] = 32,
+        resize: int | None = None,
+        grayscale: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        augment: bool = False,
+        num_workers: int = 0,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.train_dir = Path(train_dir)
+        self.test_dir = None if test_dir is None else Path(test_dir)
+        self.classes = self._classes("train_dir", self.train_dir)
+        if self.test_dir is not None and (test_classes := self._classes("test_dir", self.test_dir)) != self.classes:
+            raise SpiralConfigError(
+                f"`test_dir` '{self.test_dir}' must have the class folders of `train_dir` {self.classes}, got {test_classes}."
+            )
+        self.image_size = _check_size(image_size)
+        self.resize = check_optional_int("resize", resize, 1)
+        self.grayscale = check_bool("grayscale", grayscale)
+        channels = 1 if self.grayscale else 3
+        self.mean, self.std = _check_mean_std(mean, std, channels)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.val_fraction = check_fraction("val_fraction", val_fraction)
+        self.test_fraction = check_fraction("test_fraction", test_fraction)
+        self.seed = check_int("seed", seed, 0)
+        self.augment = check_bool("augment", augment)
+        self.num_workers = check_int("num_workers", num_workers, 0)
+        self.train_subset = check_optional_int("train_subset", train_subset, 2)
+        self.test_subset = check_optional_int("test_subset", test_subset, 1)
+        self.num_classes = len(self.classes)
+        self.input_shape = (channels, *self.image_size)
+        self.train_set: FolderSubset | None = None
+        self.val_set: FolderSubset | None = None
+        self.test_set: FolderSubset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan the folders, split train / val / test, measure the normalisation if not given."""
+        if self.train_set is not None:
+            return
+        folder = self._scan("train_dir", self.train_dir)
+        labels = np.asarray(folder.targets)
+        if self.test_dir is None:
+            rest, test = train_test_split(
+                np.arange(len(labels)), test_size=self.test_fraction, stratify=labels, random_state=self.seed
+            )
+            test_folder, test = folder, test[subset_test_indices(len(test), self.seed, self.test_subset)]
+        else:
+            rest, test_folder = np.arange(len(labels)), self._scan("test_dir", self.test_dir)
+            test = subset_test_indices(len(test_folder), self.seed, self.test_subset)
+        train_part, val_part = train_val_indices(len(rest), self.val_fraction, self.seed, self.train_subset)
+        train, val = rest[train_part], rest[val_part]
+        pixels = self._pixels()
+        if self.mean is None:
+            self.mean, self.std = self._measure_mean_std(FolderSubset(folder, train, pixels))
+        stats = torch.tensor(self.mean), torch.tensor(self.std)
+        self.train_set = FolderSubset(folder, train, pixels, *stats, augment=self.augment)
+        self.val_set = FolderSubset(folder, val, pixels, *stats)
+        self.test_set = FolderSubset(test_folder, test, pixels, *stats)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches of the training part."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Batches of the validation part, in order."""
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Batches of the test split, in order; for reported numbers only."""
+        return self._loader(self.test_set, shuffle=False)
+
+    def _loader(self, dataset: FolderSubset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise SpiralError(f"{type(self).__name__} has no data yet: call `setup()` before asking for a dataloader.")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _pixels(self) -> transforms.Compose:
+        """PIL image -> ``(C, H, W)`` in [0, 1]: colour mode, resize of the shorter side, centre crop."""
+        steps = [transforms.Grayscale(1)] if self.grayscale else []
+        return transforms.Compose([
+            *steps,
+            transforms.Resize(self.resize or min(self.image_size)),
+            transforms.CenterCrop(self.image_size),
+            transforms.ToTensor(),
+        ])  # fmt: skip
+
+    def _measure_mean_std(self, dataset: FolderSubset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the (un-augmented) training part, summed in float64 batch by batch."""
+        total = torch.zeros(self.input_shape[0], dtype=torch.float64)
+        total_squares = torch.zeros_like(total)
+        count = 0
+        for images, _ in DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers):
+            pixels = images.double().transpose(0, 1).flatten(1)  # (C, B * H * W)
+            total += pixels.sum(dim=1)
+            total_squares += pixels.square().sum(dim=1)
+            count += pixels.shape[1]
+        mean = total / count
+        std = (total_squares / count - mean.square()).clamp_min(0).sqrt()
+        std = torch.where(std > 0, std, torch.ones_like(std))  # a constant channel is only centred
+        return tuple(mean.tolist()), tuple(std.tolist())
+
+    @staticmethod
+    def _classes(name: str, root: Path) -> list[str]:
+        """The class folder names of ``root`` (sorted), checked to be at least two."""
+        if not root.is_dir():
+            raise SpiralConfigError(f"`{name}` must be an existing folder with one sub-folder per class, got '{root}' (not found).")
+        try:
+            classes, _ = find_classes(str(root))
+        except FileNotFoundError:
+            classes = []
+        if len(classes) < 2:
+            raise SpiralConfigError(
+                f"`{name}` '{root}' must hold at least 2 class folders ({name}/<class>/<image>), got {classes}."
+            )
+        return classes
+
+    @staticmethod
+    def _scan(name: str, root: Path) -> ImageFolder:
+        try:
+            return ImageFolder(str(root))
+        except FileNotFoundError as err:  # a class folder without a readable image file
+            raise SpiralConfigError(f"`{name}` '{root}': {err}") from err
+
+
+def _check_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``32`` -> ``(32, 32)``; ``(h, w)`` kept; anything else raises naming ``image_size``."""
+    size = [image_size] * 2 if isinstance(image_size, int) and not isinstance(image_size, bool) else image_size
+    if (
+        not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(isinstance(side, int) and not isinstance(side, bool) and side >= 1 for side in size)
+    ):
+        raise SpiralConfigError(f"`image_size` must be a positive int or a pair (height, width) of them, got {image_size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def _check_mean_std(
+    mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Both ``None``, or both ``channels`` numbers with every std > 0."""
+    if mean is None and std is None:
+        return None, None
+    if (
+        mean is None
+        or std is None
+        or len(mean) != channels
+        or len(std) != channels
+        or not all(float(s) > 0 for s in std)
+    ):
+        raise SpiralConfigError(
+            f"`mean` and `std` must both be None (measured on the training part) or both hold {channels} numbers "
+            f"(std > 0) on the [0, 1] scale, got mean={mean!r} and std={std!r}."
+        )
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
