@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning.pytorch as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
+if TYPE_CHECKING:
+    from lightning_spiral.data import DigitsDataModule
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -137,7 +137,8 @@ class StageProgress(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         student = pl_module.student
         device = next(student.parameters()).device
-        macs = count_macs(student, torch.randn(1, *self.example_shape, device=device))
+        # zeros, not randn: MACs don't depend on values, and the global RNG must stay as training left it
+        macs = count_macs(student, torch.zeros(1, *self.example_shape, device=device))
         rank_zero_info(
             f"stage {self.stage}/{self.max_stages} · MACs {macs / self.teacher_macs:.0%} · "
             f"{self.action} {trainer.max_epochs} epochs"

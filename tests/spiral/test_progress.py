@@ -82,3 +82,18 @@ def test_verbose_prints_stage_lines_and_the_table_only_when_asked(tmp_path, capl
     judged = [line for line in lines if line.startswith("stage 1/1 · MACs") and "faster at batch 64" in line]
     table = "Final:" in capsys.readouterr().out
     assert (len(started), len(judged), table) == ((1, 1, True) if verbose else (0, 0, False))
+
+
+def test_stage_progress_leaves_the_global_rng_alone() -> None:
+    """Regression: counting the pruned student's MACs with randn shifted every later random draw."""
+    import types
+
+    import torch
+
+    from lightning_spiral.spiral.progress import StageProgress
+
+    module = types.SimpleNamespace(student=build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)))
+    state = torch.get_rng_state()
+    StageProgress(1, 2, teacher_macs=10**7, example_shape=(1, 8, 8), action="distilling").on_fit_start(
+        types.SimpleNamespace(max_epochs=1), module)
+    assert torch.equal(torch.get_rng_state(), state)
