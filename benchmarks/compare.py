@@ -115,7 +115,7 @@ PROFILES: dict[str, Profile] = {
 
 # ----------------------------------------------------------------------------------------- helpers
 def trainer_factory(**kwargs: Any) -> L.Trainer:
-    """A quiet CPU Trainer (the package's Spiral adds max_epochs, callbacks and a logger)."""
+    """A quiet Trainer, on the CPU unless ``accelerator`` says otherwise (Spiral adds max_epochs, callbacks, a logger)."""
     defaults = dict(accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False,
                     enable_checkpointing=False, logger=False)
     return L.Trainer(**{**defaults, **kwargs})
@@ -140,13 +140,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 class Benchmark:
     """Runs, caches and reports every (method, target, seed) of one profile."""
 
-    def __init__(self, profile_name: str, data_path: Path, cache_dir: Path, results_dir: Path, methods: list[str]) -> None:
+    def __init__(self, profile_name: str, data_path: Path, cache_dir: Path, results_dir: Path, methods: list[str],
+                 *, accelerator: str = "cpu", teacher_file: Path | None = None) -> None:
         self.name = profile_name
         self.profile = PROFILES[profile_name]
         self.data_path = data_path
         self.cache = cache_dir / profile_name
         self.results_dir = results_dir
         self.methods = methods
+        self.accelerator = accelerator
+        self.teacher_file = teacher_file  # a trained teacher (model.pt + result.json beside it) instead of the cache's
 
     def datamodule(self, seed: int) -> NpzDataModule:
         p = self.profile
@@ -155,6 +158,8 @@ class Benchmark:
 
     # ------------------------------------------------------------------------------ the teacher
     def teacher_path(self) -> Path:
+        if self.teacher_file is not None:
+            return self.teacher_file
         p = self.profile
         key = json.dumps([p.model, p.model_kwargs, p.teacher_epochs, p.teacher_lr, p.batch_size, p.train_subset,
                           str(self.data_path.resolve())], sort_keys=True)
@@ -197,19 +202,27 @@ class Benchmark:
         return result
 
     def spiral(self, target: float, seed: int, out: Path, *, stages: list[int], teacher: str, distill: bool,
-               loss: nn.Module | None = None) -> dict[str, Any]:
-        """A lightning-spiral run with the teacher from the cache; ``len(stages)`` stages reach ``target``."""
+               loss: nn.Module | None = None, schedule: str = "constant", importance: str = "l1",
+               global_pruning: bool = False, lr: float | None = None) -> dict[str, Any]:
+        """A lightning-spiral run with the teacher from the cache; ``len(stages)`` stages reach ``target``.
+
+        ``schedule="constant"`` keeps the same fraction of MACs at every stage (the geometric schedule);
+        the other schedules of :func:`lightning_spiral.pruning.schedule.stage_macs_ratios` front- or
+        back-load the cut. ``lr`` overrides the profile's stage learning rate (used by the method search).
+        """
         p = self.profile
         per_stage = target ** (1 / len(stages))  # equal MACs ratio per stage lands on the target
         spiral = Spiral(
             model=None,
             teacher_checkpoint=str(self.teacher()),
             datamodule=self.datamodule(seed),
-            trainer=trainer_factory,
-            pruning=functools.partial(PruningCallback, target_macs_ratio=per_stage, verbose=0),
+            trainer=functools.partial(trainer_factory, accelerator=self.accelerator),
+            pruning=functools.partial(PruningCallback, target_macs_ratio=per_stage, importance=importance,
+                                      global_pruning=global_pruning, verbose=0),
             loss=(loss or KDLoss(temperature=p.temperature, alpha=p.alpha)) if distill else None,
-            optimizer=sgd(p.stage_lr),
+            optimizer=sgd(lr or p.stage_lr),
             scheduler=COSINE,
+            schedule=schedule,
             teacher=teacher,
             target_macs_ratio=min(1.0, target * 1.02),
             max_stages=len(stages),
@@ -224,6 +237,7 @@ class Benchmark:
         final = report.final
         return {"top1": final.top1, "params": final.params, "macs": final.macs, "size_bytes": final.size_bytes,
                 "model_path": str(out / final.model_path), "wall_s": sum(s.wall_s for s in report.stages),
+                "teacher_macs": report.teacher.macs,
                 "stages": [dataclasses.asdict(s) for s in report.stages]}
 
     def run_spiral_original(self, target: float, seed: int, out: Path) -> dict[str, Any]:
@@ -270,7 +284,7 @@ class Benchmark:
         teacher = load_model(self.teacher()) if distill else None
         module = SpiralModule(student, teacher, loss=KDLoss(temperature=p.temperature, alpha=p.alpha) if distill else None,
                               num_classes=data.num_classes, optimizer=sgd(p.stage_lr), scheduler=COSINE)
-        trainer = trainer_factory(max_epochs=p.budget(target), callbacks=callbacks)
+        trainer = trainer_factory(max_epochs=p.budget(target), callbacks=callbacks, accelerator=self.accelerator)
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
         wall = time.perf_counter() - start

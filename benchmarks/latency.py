@@ -163,10 +163,13 @@ def main(argv: list[str] | None = None) -> None:
                "repeats": args.repeats, "threads": args.threads, "rows": rows,
                "fastest": fastest_layout_rows(rows, ACCEPTANCE_AMOUNT)}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    if args.out == HERE / "results" / "latency.json":
+    if args.out.parent == HERE / "results":  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         from compare import update_results_section  # one writer of RESULTS.md sections
 
-        update_results_section(HERE / "RESULTS.md", "latency", "latency.py — structured pruning vs masks", render_markdown(results))
+        key, title = "latency", "latency.py — structured pruning vs masks"
+        if args.side != 32:
+            key, title = f"latency-{args.side}", f"latency.py --side {args.side} — the same at {args.side}×{args.side} inputs"
+        update_results_section(HERE / "RESULTS.md", key, title, render_markdown(results))
     table = Table(title="Structured pruning vs masks: CPU latency")
     for column in ("model", "layout", "removed", "method", "MACs ÷", "b64 ms", "speed-up b64", "÷ MACs reduction"):
         table.add_column(column)

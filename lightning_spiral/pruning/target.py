@@ -34,6 +34,16 @@ MAX_SEARCH_AMOUNT = 0.9
 Metric = Literal["macs", "params"]
 
 
+def trial_copy(model: nn.Module) -> nn.Module:
+    """A deep copy to prune on trial, with the accumulated gradients (``deepcopy`` drops ``.grad``,
+    which gradient-based importance such as ``"taylor"`` ranks channels by)."""
+    trial = copy.deepcopy(model)
+    for original, copied in zip(model.parameters(), trial.parameters()):
+        if original.grad is not None:
+            copied.grad = original.grad.clone()
+    return trial
+
+
 def check_ratio(target: float, metric: Metric = "macs") -> float:
     """Validate a MACs or parameter ratio target in (0, 1)."""
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
@@ -73,7 +83,7 @@ def amount_for_ratio(
     base = size(model)
 
     def ratio(amount: float) -> float:
-        return size(prune_fn(copy.deepcopy(model), example_inputs, amount=amount, **prune_kwargs)) / base
+        return size(prune_fn(trial_copy(model), example_inputs, amount=amount, **prune_kwargs)) / base
 
     if ratio(MAX_SEARCH_AMOUNT) > target:
         raise PruningError(
@@ -116,7 +126,7 @@ def amount_for_latency(
     input_shape = tuple(example_inputs.shape[1:])
     amount = step
     while amount <= MAX_SEARCH_AMOUNT + 1e-9:
-        trial = prune_fn(copy.deepcopy(model), example_inputs, amount=amount, **prune_kwargs)
+        trial = prune_fn(trial_copy(model), example_inputs, amount=amount, **prune_kwargs)
         if latency_fn is not None:
             latency = latency_fn(trial)
         else:

@@ -119,3 +119,15 @@ def test_taylor_importance_uses_the_distillation_loss(tiny_data) -> None:
     kept = module.student.features[0][1].running_mean
     assert kept.shape[0] < running_mean.shape[0]  # pruned, and the look-ahead left BN statistics alone:
     assert all(any(torch.equal(v, w) for w in running_mean) for v in kept)
+
+
+def test_taylor_importance_reaches_a_macs_target(tiny_data) -> None:
+    # the target search prunes trial copies: they must carry the accumulated gradients
+    student = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+    example = torch.randn(1, 1, 8, 8)
+    macs = count_macs(student, example)
+    callback = PruningCallback(target_macs_ratio=0.4, importance="taylor", taylor_batches=2, verbose=0)
+    module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10)
+    quiet_trainer(max_epochs=1, limit_train_batches=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
+    assert 0.36 <= count_macs(module.student, example) / macs <= 0.4

@@ -1,0 +1,218 @@
+"""Which spiral recipe, if any, beats one-shot prune + KD at the same budget? A method search.
+
+Every variant compresses the cached ``compare.py`` teacher (quick profile: half-width VGG-BN on the
+CIFAR-10 subset) to 20% and 10% of its MACs with the same 12 training epochs, the same optimizer
+and KD settings as ``compare.py``, on several seeds. Variants differ in what the issue asks to
+search: how the pruning is split into stages (count, epochs per stage, constant / cubic (AGP)
+schedules), the channel importance (L1, first-order Taylor on the distillation loss, global
+ranking), the teacher (original or previous stage) and the stage learning rate. One-shot
+variants are the same recipe with one stage, so each spiral variant has a matching baseline.
+
+Runs are independent processes (``--workers``), each cached as it finishes under
+``cache/<profile>/search/<variant>/t<target>_s<seed>/result.json``: an interrupted search continues.
+``--accelerator gpu`` trains on a GPU (several workers share it); accuracy does not depend on the
+device beyond seed noise, and nothing here measures speed.
+
+Output: ``results/search.json`` (every run, and per variant and target the mean, the std over seeds
+and the paired difference to ``oneshot_kd`` on the same seeds) and a table in ``RESULTS.md``.
+
+Run:  python benchmarks/spiral_search.py --workers 2                      (CPU: hours)
+      python benchmarks/spiral_search.py --accelerator gpu --workers 12   (one GPU: minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import multiprocessing
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from compare import DEFAULT_DATA, Benchmark, update_results_section, write_json  # noqa: E402
+
+BASELINE = "oneshot_kd"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One compression recipe: stage epochs per target, and how each stage prunes and learns."""
+
+    stages: dict[float, list[int]]
+    schedule: str = "constant"
+    importance: str = "l1"
+    global_pruning: bool = False
+    teacher: str = "original"
+    lr: float | None = None  # None: the profile's stage learning rate (0.01)
+
+    def epochs(self, target: float) -> list[int]:
+        """Epochs of each stage at ``target``; a target without its own split (smoke tests) gets 1-epoch stages."""
+        return self.stages.get(target) or [1] * len(self.stages[max(self.stages)])
+
+    def describe(self) -> str:
+        stages = " / ".join(f"{t:.0%}: {e}" for t, e in sorted(self.stages.items(), reverse=True))
+        parts = [stages, self.schedule, self.importance + (" global" if self.global_pruning else ""),
+                 f"teacher {self.teacher}", f"lr {self.lr or 0.01}"]
+        return ", ".join(parts)
+
+
+ONE = {0.2: [12], 0.1: [12]}
+VARIANTS: dict[str, Variant] = {
+    # baselines: one pruning step, then 12 epochs of KD
+    "oneshot_kd": Variant(ONE),
+    "oneshot_kd_taylor": Variant(ONE, importance="taylor"),
+    "oneshot_kd_global": Variant(ONE, global_pruning=True),
+    "oneshot_kd_lr05": Variant(ONE, lr=0.05),
+    # compare.py's spiral_original
+    "spiral": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}),
+    # many short pruning stages, one long final stage
+    "spiral_short": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}),
+    # AGP: front-loaded cut, gentle last stages
+    "spiral_cubic": Variant({0.2: [2, 2, 8], 0.1: [2, 2, 2, 6]}, schedule="cubic"),
+    # importance that sees the distillation loss
+    "spiral_taylor": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}, importance="taylor"),
+    "spiral_short_taylor": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, importance="taylor"),
+    # global ranking re-decided on distilled weights at every stage
+    "spiral_global": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}, global_pruning=True),
+    "spiral_lr05": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}, lr=0.05),
+    "spiral_previous": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}, teacher="previous"),
+}
+
+
+def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, accelerator: str,
+            name: str, target: float, seed: int) -> dict[str, Any]:
+    """One (variant, target, seed) in a worker process; cached as ``result.json``."""
+    import torch
+
+    torch.set_num_threads(1)
+    benchmark = Benchmark(profile, Path(data), Path(cache_dir), HERE / "results", [], accelerator=accelerator,
+                          teacher_file=None if teacher_file is None else Path(teacher_file))
+    out = benchmark.cache / "search" / name / f"t{target}_s{seed}"
+    if (out / "result.json").is_file():
+        return json.loads((out / "result.json").read_text())
+    v = VARIANTS[name]
+    start = time.perf_counter()
+    result = benchmark.spiral(target, seed, out, stages=v.epochs(target), teacher=v.teacher, distill=True,
+                              schedule=v.schedule, importance=v.importance, global_pruning=v.global_pruning, lr=v.lr)
+    result.update(variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start)
+    result.pop("stages")
+    write_json(out / "result.json", result)
+    return result
+
+
+def summarise(runs: list[dict[str, Any]], teacher_top1: float, teacher_macs: int | None) -> list[dict[str, Any]]:
+    """Per variant and target: mean ± std of test top-1 and the paired difference to the baseline."""
+    rows = []
+    for target in sorted({r["target"] for r in runs}, reverse=True):
+        baseline = {r["seed"]: r["top1"] for r in runs if r["variant"] == BASELINE and r["target"] == target}
+        for name in VARIANTS:
+            mine = sorted((r for r in runs if r["variant"] == name and r["target"] == target), key=lambda r: r["seed"])
+            if not mine:
+                continue
+            top1 = [r["top1"] for r in mine]
+            paired = [r["top1"] - baseline[r["seed"]] for r in mine if r["seed"] in baseline]
+            rows.append({
+                "variant": name, "target": target, "recipe": VARIANTS[name].describe(), "seeds": [r["seed"] for r in mine],
+                "top1": statistics.mean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                "top1_per_seed": top1, "vs_teacher": statistics.mean(top1) - teacher_top1,
+                "vs_baseline": statistics.mean(paired) if paired else None,
+                "vs_baseline_std": statistics.stdev(paired) if len(paired) > 1 else None,
+                "macs": mine[0]["macs"], "macs_ratio": None if not teacher_macs else mine[0]["macs"] / teacher_macs,
+                "train_s": statistics.mean(r["wall_s"] for r in mine),
+            })
+    return rows
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    lines = [f"Command `{results['command']}` — {results['date'][:10]}, trained on {results['device']}; torch "
+             f"{results['torch']}. Teacher {100 * results['teacher_top1']:.2f}%. Test top-1 on the full test split; "
+             f"'vs {BASELINE}' is the mean ± std of the per-seed difference (same seeds, same data order).", ""]
+    for target in sorted({r["target"] for r in results["rows"]}, reverse=True):
+        lines += [f"**Target {target:.0%} of the teacher's MACs**", "",
+                  f"| variant | recipe | seeds | top-1 % | Δ vs teacher | vs {BASELINE} (pts) | MACs % | train s |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for row in sorted((r for r in results["rows"] if r["target"] == target), key=lambda r: -r["top1"]):
+            paired = "–" if row["vs_baseline"] is None else f"{100 * row['vs_baseline']:+.2f} ± {100 * (row['vs_baseline_std'] or 0):.2f}"
+            macs = "–" if row["macs_ratio"] is None else f"{100 * row['macs_ratio']:.1f}"
+            lines.append(f"| {row['variant']} | {row['recipe']} | {len(row['seeds'])} | {100 * row['top1']:.2f} ± "
+                         f"{100 * row['top1_std']:.2f} | {100 * row['vs_teacher']:+.2f} | {paired} | {macs} | {row['train_s']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", choices=["quick", "smoke"])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cache-dir", type=Path, default=HERE / "cache")
+    parser.add_argument("--teacher", type=Path, default=None, help="a trained teacher model.pt (result.json beside it); default: compare.py's cache")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--targets", nargs="+", type=float, default=None, help="default: the profile's targets")
+    parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "search.json")
+    args = parser.parse_args(argv)
+    if not args.data.is_file():
+        parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. ../shared/data/cifar10_subset.npz)")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    benchmark = Benchmark(args.profile, args.data, args.cache_dir, HERE / "results", [], teacher_file=args.teacher)
+    teacher_path = benchmark.teacher()  # trained and cached here, once, before the workers start
+    targets = args.targets or benchmark.profile.targets
+    bad = [t for t in targets if not 0 < t < 1]
+    if bad:
+        parser.error(f"--targets must be MACs ratios in (0, 1), got {bad}")
+    teacher_top1 = json.loads(teacher_path.with_name("result.json").read_text())["top1"]
+    tasks = [(name, target, seed) for seed in args.seeds for name in args.variants for target in targets]
+    common = (args.profile, str(args.data), str(args.cache_dir), str(teacher_path), args.accelerator)
+    device = "CPU"
+    if args.accelerator == "gpu":
+        import torch
+
+        device = torch.cuda.get_device_name(0)
+    runs: list[dict[str, Any]] = []
+
+    def write() -> None:
+        import torch
+
+        results = {"command": " ".join(["spiral_search.py", *(argv if argv is not None else sys.argv[1:])]),
+                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": device,
+                   "torch": torch.__version__, "teacher_top1": teacher_top1,
+                   "variants": {n: dataclasses.asdict(VARIANTS[n]) | {"stages": {str(t): e for t, e in VARIANTS[n].stages.items()}}
+                                for n in args.variants},
+                   "runs": runs, "rows": summarise(runs, teacher_top1, teacher_macs(runs))}
+        write_json(args.out, results)
+        if args.out.parent == HERE / "results" and args.profile == "quick":
+            update_results_section(HERE / "RESULTS.md", "search", "spiral_search.py — the method search", render_markdown(results))
+
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+        futures = {pool.submit(run_one, *common, *task): task for task in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            name, target, seed = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # one failed recipe must not lose the others: report it and go on
+                print(f"[search] {name} target {target} seed {seed} FAILED: {error!r}", flush=True)
+                continue
+            runs.append(result)
+            print(f"[search] {name:20s} target {target:.2f} seed {seed}: top-1 {result['top1']:.4f}, "
+                  f"MACs {result['macs']:,}, {result['wall_s']:.0f} s", flush=True)
+            write()
+
+
+def teacher_macs(runs: list[dict[str, Any]]) -> int | None:
+    """The teacher's MACs, from a finished run's stage records (None before any run finished)."""
+    return next((r["teacher_macs"] for r in runs if "teacher_macs" in r), None)
+
+
+if __name__ == "__main__":
+    main()
