@@ -75,6 +75,8 @@ class Profile:
     stage_lr: float
     stage_epochs: dict[float, list[int]]  # target MACs ratio -> epochs of each spiral stage (sum = budget)
     seeds: tuple[int, ...]
+    spiral_schedule: str = "constant"  # how the multi-stage methods split the cut (constant = same fraction per stage)
+    spiral_lr: float | None = None  # the multi-stage methods' stage learning rate (None: stage_lr)
     batch_size: int = 128
     train_subset: int | None = None
     test_subset: int | None = None
@@ -93,10 +95,12 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    # FACTS.md's calibration recipe: half-width VGG-BN teacher, 12 epochs for every method.
+    # FACTS.md's calibration setting: half-width VGG-BN teacher, 12 epochs for every method. The spiral
+    # recipe is spiral_search.py's winner: four or five stages, AGP (cubic) cut, one-epoch stages then one
+    # long final stage, stage lr 0.05; one-shot methods keep lr 0.01, their best in the same search.
     "quick": Profile(
         model="vgg_bn", model_kwargs={}, teacher_epochs=39, teacher_lr=0.05, stage_lr=0.01,
-        stage_epochs={0.2: [3, 9], 0.1: [2, 2, 8]}, seeds=(0, 1),
+        stage_epochs={0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, seeds=(0, 1, 2), spiral_schedule="cubic", spiral_lr=0.05,
     ),
     # For a GPU: ResNet-56, longer budgets, three seeds.
     "full": Profile(
@@ -224,7 +228,8 @@ class Benchmark:
             scheduler=COSINE,
             schedule=schedule,
             teacher=teacher,
-            target_macs_ratio=min(1.0, target * 1.02),
+            # constant: stop once within 2% of the target; a schedule ends exactly on it (<= target)
+            target_macs_ratio=min(1.0, target * 1.02) if schedule == "constant" else target,
             max_stages=len(stages),
             max_accuracy_drop=1.0,  # equal budgets: no rollback inside the benchmark
             stage_epochs=stages,
@@ -237,17 +242,24 @@ class Benchmark:
         final = report.final
         return {"top1": final.top1, "params": final.params, "macs": final.macs, "size_bytes": final.size_bytes,
                 "model_path": str(out / final.model_path), "wall_s": sum(s.wall_s for s in report.stages),
-                "teacher_macs": report.teacher.macs,
+                "teacher_macs": report.teacher.macs, "val_top1": final.val_top1,
                 "stages": [dataclasses.asdict(s) for s in report.stages]}
 
+    def staged(self, target: float, seed: int, out: Path, *, teacher: str, distill: bool,
+               loss: nn.Module | None = None) -> dict[str, Any]:
+        """The profile's multi-stage recipe (stages, schedule, learning rate) at ``target``."""
+        p = self.profile
+        return self.spiral(target, seed, out, stages=p.stage_epochs[target], teacher=teacher, distill=distill, loss=loss,
+                           schedule=p.spiral_schedule, lr=p.spiral_lr)
+
     def run_spiral_original(self, target: float, seed: int, out: Path) -> dict[str, Any]:
-        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="original", distill=True)
+        return self.staged(target, seed, out, teacher="original", distill=True)
 
     def run_spiral_previous(self, target: float, seed: int, out: Path) -> dict[str, Any]:
-        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="previous", distill=True)
+        return self.staged(target, seed, out, teacher="previous", distill=True)
 
     def distill_variant(self, target: float, seed: int, out: Path, loss: nn.Module) -> dict[str, Any]:
-        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="original", distill=True, loss=loss)
+        return self.staged(target, seed, out, teacher="original", distill=True, loss=loss)
 
     def kd_plus(self, name: str, weight: float, term: nn.Module) -> WeightedSum:
         """The profile's KD loss plus one more term."""
@@ -268,7 +280,7 @@ class Benchmark:
         return self.distill_variant(target, seed, out, self.kd_plus("rkd", 1.0, RKDLoss(None)))
 
     def run_iterative_ft(self, target: float, seed: int, out: Path) -> dict[str, Any]:
-        return self.spiral(target, seed, out, stages=self.profile.stage_epochs[target], teacher="original", distill=False)
+        return self.staged(target, seed, out, teacher="original", distill=False)
 
     def run_oneshot_kd(self, target: float, seed: int, out: Path) -> dict[str, Any]:
         return self.spiral(target, seed, out, stages=[self.profile.budget(target)], teacher="original", distill=True)
@@ -463,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--distill", action="store_true",
                         help=f"the distillation sweep: spiral_original (KD) and {', '.join(DISTILL_METHODS)}")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs in the cache")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for training (latency is always measured with 2)")
     args = parser.parse_args(argv)
     if args.distill:
         args.methods = ["spiral_original", *DISTILL_METHODS]
@@ -470,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. ../shared/data/cifar10_subset.npz)")
     if {"modelpruning", "scratch", "scratch_kd"} & set(args.methods) and "oneshot_ft" not in args.methods:
         parser.error("--methods modelpruning/scratch/scratch_kd reuse the oneshot_ft architecture: add oneshot_ft")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     benchmark = Benchmark(args.profile, args.data, args.cache_dir, args.results_dir, args.methods)
     if args.report_only and not benchmark.teacher_path().with_name("result.json").is_file():
         parser.error(f"--report-only: no cached teacher for profile {args.profile!r} in {args.cache_dir}")

@@ -56,9 +56,8 @@ class Variant:
         """Epochs of each stage at ``target``; a target without its own split (smoke tests) gets 1-epoch stages."""
         return self.stages.get(target) or [1] * len(self.stages[max(self.stages)])
 
-    def describe(self) -> str:
-        stages = " / ".join(f"{t:.0%}: {e}" for t, e in sorted(self.stages.items(), reverse=True))
-        parts = [stages, self.schedule, self.importance + (" global" if self.global_pruning else ""),
+    def describe(self, target: float) -> str:
+        parts = [f"stages {self.epochs(target)}", self.schedule, self.importance + (" global" if self.global_pruning else ""),
                  f"teacher {self.teacher}", f"lr {self.lr or 0.01}"]
         return ", ".join(parts)
 
@@ -83,6 +82,14 @@ VARIANTS: dict[str, Variant] = {
     "spiral_global": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}, global_pruning=True),
     "spiral_lr05": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}, lr=0.05),
     "spiral_previous": Variant({0.2: [3, 9], 0.1: [2, 2, 8]}, teacher="previous"),
+    # round 2, around the cubic schedule (round 1's winner)
+    "spiral_cubic_two": Variant({0.2: [2, 10], 0.1: [2, 10]}, schedule="cubic"),
+    "spiral_cubic_short": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic"),
+    "spiral_cubic_lr05": Variant({0.2: [2, 2, 8], 0.1: [2, 2, 2, 6]}, schedule="cubic", lr=0.05),
+    "spiral_cubic_global": Variant({0.2: [2, 2, 8], 0.1: [2, 2, 2, 6]}, schedule="cubic", global_pruning=True),
+    "spiral_linear": Variant({0.2: [2, 2, 8], 0.1: [2, 2, 2, 6]}, schedule="linear"),
+    "spiral_cubic_two_lr05": Variant({0.2: [2, 10], 0.1: [2, 10]}, schedule="cubic", lr=0.05),
+    "spiral_cubic_short_lr05": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic", lr=0.05),
 }
 
 
@@ -119,7 +126,7 @@ def summarise(runs: list[dict[str, Any]], teacher_top1: float, teacher_macs: int
             top1 = [r["top1"] for r in mine]
             paired = [r["top1"] - baseline[r["seed"]] for r in mine if r["seed"] in baseline]
             rows.append({
-                "variant": name, "target": target, "recipe": VARIANTS[name].describe(), "seeds": [r["seed"] for r in mine],
+                "variant": name, "target": target, "recipe": VARIANTS[name].describe(target), "seeds": [r["seed"] for r in mine],
                 "top1": statistics.mean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
                 "top1_per_seed": top1, "vs_teacher": statistics.mean(top1) - teacher_top1,
                 "vs_baseline": statistics.mean(paired) if paired else None,

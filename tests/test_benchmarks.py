@@ -48,6 +48,26 @@ def test_compare_smoke_profile_writes_every_method(tmp_path) -> None:
     assert {"spiral_dkd", "spiral_kd_at", "spiral_fitnet", "spiral_rkd"} | methods == {row["method"] for row in rows}
 
 
+@pytest.mark.slow
+def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    out = tmp_path / "search.json"
+    command = [sys.executable, str(BENCHMARKS / "spiral_search.py"), "--profile", "smoke", "--data", str(data),
+               "--cache-dir", str(tmp_path / "cache"), "--variants", "oneshot_kd", "spiral_cubic_short", "--seeds", "0", "1",
+               "--workers", "2", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert len(results["runs"]) == 4 and "FAILED" not in result.stdout
+    rows = {row["variant"]: row for row in results["rows"]}
+    assert rows["oneshot_kd"]["vs_baseline"] == 0.0 and rows["oneshot_kd"]["seeds"] == [0, 1]
+    spiral = [r for r in results["runs"] if r["variant"] == "spiral_cubic_short"]
+    baseline = {r["seed"]: r["top1"] for r in results["runs"] if r["variant"] == "oneshot_kd"}
+    paired = sum(r["top1"] - baseline[r["seed"]] for r in spiral) / 2
+    assert rows["spiral_cubic_short"]["vs_baseline"] == pytest.approx(paired)
+    assert all(r["macs"] < r["teacher_macs"] for r in results["runs"])
+
+
 def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
     result = subprocess.run([sys.executable, str(BENCHMARKS / "compare.py"), "--data", str(tmp_path / "none.npz")],
                             capture_output=True, text=True, timeout=120)

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from lightning_spiral.errors import SpiralConfigError, SpiralError
+from lightning_spiral.data.loaders import SplitLoaders
+from lightning_spiral.errors import SpiralConfigError
 
 CROP_PADDING = 4
 
@@ -213,7 +214,7 @@ def to_dataset(
     return ImageArrayDataset(images_nchw, torch.from_numpy(labels.astype(np.int64)), mean, std, augment)
 
 
-class ArrayDataModule(LightningDataModule, ABC):
+class ArrayDataModule(SplitLoaders, LightningDataModule, ABC):
     """Base DataModule for image data sets that fit in memory; subclasses implement :meth:`load_arrays`.
 
     ``num_classes`` and ``input_shape`` are set by the constructor; ``train_set``, ``val_set``,
@@ -282,29 +283,6 @@ class ArrayDataModule(LightningDataModule, ABC):
         self.train_set = to_dataset(arrays.x_train[train_index], arrays.y_train[train_index], *stats, self.augment)
         self.val_set = to_dataset(arrays.x_train[val_index], arrays.y_train[val_index], *stats, False)
         self.test_set = to_dataset(arrays.x_test[test_index], arrays.y_test[test_index], *stats, False)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of the training part."""
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Batches of the validation part, in order."""
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Batches of the official test split, in order; for reported numbers only."""
-        return self._loader(self.test_set, shuffle=False)
-
-    def _loader(self, dataset: ImageArrayDataset | None, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise SpiralError(f"{type(self).__name__} has no data yet: call `setup()` before asking for a dataloader.")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
 
     def _check_arrays(self, arrays: ImageArrays) -> None:
         """Raise unless the loaded arrays match ``input_shape`` and ``num_classes``."""

@@ -56,7 +56,8 @@ from lightning_spiral.data.array_datamodule import (
     subset_test_indices,
     train_val_indices,
 )
-from lightning_spiral.errors import SpiralConfigError, SpiralError
+from lightning_spiral.data.loaders import SplitLoaders
+from lightning_spiral.errors import SpiralConfigError
 
 
 class FolderSubset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -100,7 +101,7 @@ class FolderSubset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return tensor, torch.tensor(label)
 
 
-class ImageFolderDataModule(LightningDataModule):
+class ImageFolderDataModule(SplitLoaders, LightningDataModule):
     """Train / val / test batches from folders of images, one sub-folder per class.
 
     Args:
@@ -195,29 +196,6 @@ class ImageFolderDataModule(LightningDataModule):
         self.train_set = FolderSubset(folder, train, pixels, *stats, augment=self.augment)
         self.val_set = FolderSubset(folder, val, pixels, *stats)
         self.test_set = FolderSubset(test_folder, test, pixels, *stats)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of the training part."""
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Batches of the validation part, in order."""
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Batches of the test split, in order; for reported numbers only."""
-        return self._loader(self.test_set, shuffle=False)
-
-    def _loader(self, dataset: FolderSubset | None, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise SpiralError(f"{type(self).__name__} has no data yet: call `setup()` before asking for a dataloader.")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
 
     def _pixels(self) -> transforms.Compose:
         """PIL image -> ``(C, H, W)`` in [0, 1]: colour mode, resize of the shorter side, centre crop."""
