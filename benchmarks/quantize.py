@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,7 +46,7 @@ from lightning_spiral.report import machine_info
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"
-DEFAULT_MODEL = HERE / "cache" / "quick" / "spiral_original" / "t0.2_s0" / "stage_2" / "model.pt"
+DEFAULT_MODEL = HERE / "cache" / "quick" / "spiral_original" / "t0.2_s0" / "stage_4" / "model.pt"  # final model of the 20% spiral
 
 
 def torch_top1(model: torch.nn.Module, loader: Any) -> float:
@@ -145,11 +146,17 @@ def run(model_path: Path, data_path: Path, repeats: int, rounds: int, threads: i
     }
 
 
+def load_note(machine: dict[str, Any]) -> str:
+    """How busy the CPUs were when the run started (latency depends on it)."""
+    load = machine.get("load_1min_at_start")
+    return "load not recorded" if load is None else f"1-minute load average {load:.2f} at start"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     parity = results["parity"]
     lines = [
         f"`{results['command']}` — {results['machine']['date']}, torch {results['machine']['torch']}, "
-        f"{results['machine']['cpu_count']} CPUs shared with other jobs, {results['threads']} threads; latency = median over "
+        f"{results['machine']['cpu_count']} CPUs ({load_note(results['machine'])}), {results['threads']} threads; latency = median over "
         f"{results['rounds']} interleaved rounds of the median of {results['repeats']} calls. Model: {results['model']['file']} "
         f"(sha256 {results['model']['sha256']}, {results['model']['params']:,} params); test top-1 on "
         f"{results['test_images']:,} images, calibration on the {results['calibration_images']:,}-image validation split.",
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = run(args.model, args.data, args.repeats, args.rounds, args.threads)
     results |= {"command": "python benchmarks/quantize.py " + " ".join(shown_arguments(argv if argv is not None else sys.argv[1:])),
-                "machine": machine_info(args.threads), "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads}
+                "machine": machine_info(args.threads) | {"load_1min_at_start": os.getloadavg()[0]}, "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     if args.out == HERE / "results" / "quantize.json":
         from compare import update_results_section  # one writer of RESULTS.md sections
