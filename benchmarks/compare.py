@@ -364,12 +364,20 @@ class Benchmark:
         p = self.profile
         teacher = load_model(teacher_path)
         shape = spec_of(teacher).input_shape
-        latency = functools.partial(measure_latency, input_shape=shape, repeats=p.latency_repeats, threads=2)
+
+        def timings(model: nn.Module) -> dict[str, Any]:
+            """Batch-1 and batch-64 latency in the faster memory layout at each (what a deployment would pick)."""
+            by_layout = {layout: {batch: measure_latency(model, shape, batch, repeats=p.latency_repeats, threads=2,
+                                                         memory_format=layout) for batch in (1, 64)}
+                         for layout in ("contiguous", "channels_last")}
+            best = {batch: min(by_layout, key=lambda layout: by_layout[layout][batch]) for batch in (1, 64)}
+            return {"latency_ms_b1": by_layout[best[1]][1], "latency_ms_b64": by_layout[best[64]][64],
+                    "layout_b1": best[1], "layout_b64": best[64], "latency_ms_by_layout": by_layout}
+
         teacher_record = json.loads(teacher_path.with_name("result.json").read_text())
         teacher_row = {"top1": teacher_record["top1"], "params": sum(q.numel() for q in teacher.parameters()),
                        "macs": count_macs(teacher, torch.randn(1, *shape)), "size_bytes": file_size(teacher_path),
-                       "latency_ms_b1": latency(teacher, batch_size=1), "latency_ms_b64": latency(teacher, batch_size=64),
-                       "wall_s": teacher_record["wall_s"], "epochs": p.teacher_epochs}
+                       **timings(teacher), "wall_s": teacher_record["wall_s"], "epochs": p.teacher_epochs}
         rows = []
         for target in p.targets:
             for method in METHODS + DISTILL_METHODS:  # every finished run in the cache, whatever was asked now
@@ -383,8 +391,7 @@ class Benchmark:
                     "top1_std": statistics.stdev(top1s) if len(top1s) > 1 else 0.0, "seeds": len(runs),
                     "top1_per_seed": top1s, "params": runs[0]["params"], "macs": runs[0]["macs"],
                     "macs_ratio": runs[0]["macs"] / teacher_row["macs"],
-                    "latency_ms_b1": latency(model, batch_size=1), "latency_ms_b64": latency(model, batch_size=64),
-                    "size_bytes": runs[0]["size_bytes"], "wall_s": statistics.mean(r["wall_s"] for r in runs),
+                    **timings(model), "size_bytes": runs[0]["size_bytes"], "wall_s": statistics.mean(r["wall_s"] for r in runs),
                     "epochs": p.budget(target),
                 })
         results = {"profile": self.name, "settings": dataclasses.asdict(p) | {"stage_epochs": {str(k): v for k, v in p.stage_epochs.items()}},
@@ -409,7 +416,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Teacher: test top-1 **{100 * teacher['top1']:.2f}%**, {teacher['params'] / 1e6:.2f}M params, "
         f"{teacher['macs'] / 1e6:.1f}M MACs, {teacher['latency_ms_b1']:.2f} ms (batch 1) / {teacher['latency_ms_b64']:.1f} ms "
-        f"(batch 64), {teacher['epochs']} epochs in {teacher['wall_s']:.0f} s.",
+        f"(batch 64), {teacher['epochs']} epochs in {teacher['wall_s']:.0f} s. Latency: median of "
+        f"{results['settings']['latency_repeats']} runs, 2 threads, in the faster of the NCHW and channels_last layouts "
+        f"at each batch size (per-layout times in the JSON).",
     ]
     for target in sorted({row["target"] for row in results["rows"]}, reverse=True):
         lines += [
