@@ -277,6 +277,10 @@ class Spiral:
             self.write(report)
             original_teacher, current = teacher, teacher
         teacher_result = report.teacher
+        if self.stage_targets is not None and self.verbose:
+            targets = ", ".join(f"{ratio:.0%}" for ratio in self.stage_targets)
+            rank_zero_info(f"schedule {self.schedule}: stage MACs targets {targets} of the teacher's "
+                           "(they replace the pruning callback's amount or target)")
         for stage in range(len(report.stages) + 1, self.max_stages + 1):
             if is_finished(report, self.target_macs_ratio, self.max_stages):
                 break

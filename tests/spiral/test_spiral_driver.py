@@ -113,8 +113,10 @@ def test_without_a_loss_stages_fine_tune_on_labels_only(tmp_path) -> None:
     assert report.stages[0].macs < report.teacher.macs
 
 
-def test_geometric_schedule_lands_on_the_target_in_max_stages(tmp_path) -> None:
+def test_geometric_schedule_lands_on_the_target_in_max_stages(tmp_path, capfd) -> None:
     report = make_spiral(tmp_path, schedule="geometric", target_macs_ratio=0.3, max_stages=2, max_accuracy_drop=1.0).run()
+    output = capfd.readouterr()
+    assert "schedule geometric: stage MACs targets 55%, 30% of the teacher's" in output.out + output.err  # says amount is replaced
     ratios = [stage.macs / report.teacher.macs for stage in report.stages]
     assert len(ratios) == 2
     assert 0.5 <= ratios[0] <= 0.55 and 0.27 <= ratios[1] <= 0.3  # sqrt(0.3) = 0.548, then 0.3
