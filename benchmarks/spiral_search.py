@@ -27,11 +27,14 @@ import concurrent.futures
 import dataclasses
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -39,6 +42,7 @@ sys.path.insert(0, str(HERE))
 from compare import DEFAULT_DATA, Benchmark, update_results_section, write_json  # noqa: E402
 
 BASELINE = "oneshot_kd"
+TITLE = "spiral_search.py — the method search"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +100,6 @@ VARIANTS: dict[str, Variant] = {
 def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, accelerator: str,
             name: str, target: float, seed: int) -> dict[str, Any]:
     """One (variant, target, seed) in a worker process; cached as ``result.json``."""
-    import torch
-
     torch.set_num_threads(1)
     benchmark = Benchmark(profile, Path(data), Path(cache_dir), HERE / "results", [], accelerator=accelerator,
                           teacher_file=None if teacher_file is None else Path(teacher_file))
@@ -138,7 +140,8 @@ def summarise(runs: list[dict[str, Any]], teacher_top1: float, teacher_macs: int
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    lines = [f"Command `{results['command']}` — {results['date'][:10]}, trained on {results['device']}; torch "
+    commands = "; ".join(f"`{c}`" for c in results["commands"])
+    lines = [f"Commands (device in brackets): {commands} — last {results['date'][:10]}, torch "
              f"{results['torch']}. Teacher {100 * results['teacher_top1']:.2f}%. Test top-1 on the full test split; "
              f"'vs {BASELINE}' is the mean ± std of the per-seed difference (same seeds, same data order).", ""]
     for target in sorted({r["target"] for r in results["rows"]}, reverse=True):
@@ -180,25 +183,23 @@ def main(argv: list[str] | None = None) -> None:
     teacher_top1 = json.loads(teacher_path.with_name("result.json").read_text())["top1"]
     tasks = [(name, target, seed) for seed in args.seeds for name in args.variants for target in targets]
     common = (args.profile, str(args.data), str(args.cache_dir), str(teacher_path), args.accelerator)
-    device = "CPU"
-    if args.accelerator == "gpu":
-        import torch
-
-        device = torch.cuda.get_device_name(0)
-    runs: list[dict[str, Any]] = []
+    device = torch.cuda.get_device_name(0) if args.accelerator == "gpu" else f"CPU ({os.cpu_count()} cores)"
+    # earlier invocations' runs in --out are kept (they may come from another machine's cache); a rerun replaces its own
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    runs = {(r["variant"], r["target"], r["seed"]): r for r in earlier.get("runs", [])}
+    command = " ".join(["spiral_search.py", *(argv if argv is not None else sys.argv[1:])])
+    commands = [*earlier.get("commands", []), f"{command} ({device})"]
 
     def write() -> None:
-        import torch
-
-        results = {"command": " ".join(["spiral_search.py", *(argv if argv is not None else sys.argv[1:])]),
-                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": device,
-                   "torch": torch.__version__, "teacher_top1": teacher_top1,
-                   "variants": {n: dataclasses.asdict(VARIANTS[n]) | {"stages": {str(t): e for t, e in VARIANTS[n].stages.items()}}
-                                for n in args.variants},
-                   "runs": runs, "rows": summarise(runs, teacher_top1, teacher_macs(runs))}
+        results = earlier | {
+            "commands": commands, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+            "teacher_top1": teacher_top1,
+            "variants": {n: dataclasses.asdict(v) | {"stages": {str(t): e for t, e in v.stages.items()}} for n, v in VARIANTS.items()},
+            "runs": list(runs.values()), "rows": summarise(list(runs.values()), teacher_top1, teacher_macs(list(runs.values()))),
+        }
         write_json(args.out, results)
         if args.out.parent == HERE / "results" and args.profile == "quick":
-            update_results_section(HERE / "RESULTS.md", "search", "spiral_search.py — the method search", render_markdown(results))
+            update_results_section(HERE / "RESULTS.md", "search", TITLE, render_markdown(results))
 
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as error:  # one failed recipe must not lose the others: report it and go on
                 print(f"[search] {name} target {target} seed {seed} FAILED: {error!r}", flush=True)
                 continue
-            runs.append(result)
+            runs[name, target, seed] = result
             print(f"[search] {name:20s} target {target:.2f} seed {seed}: top-1 {result['top1']:.4f}, "
                   f"MACs {result['macs']:,}, {result['wall_s']:.0f} s", flush=True)
             write()
