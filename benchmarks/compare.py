@@ -224,7 +224,7 @@ class Benchmark:
             pruning=functools.partial(PruningCallback, target_macs_ratio=per_stage, importance=importance,
                                       global_pruning=global_pruning, verbose=0),
             loss=(loss or KDLoss(temperature=p.temperature, alpha=p.alpha)) if distill else None,
-            optimizer=sgd(lr or p.stage_lr),
+            optimizer=sgd(p.stage_lr if lr is None else lr),
             scheduler=COSINE,
             schedule=schedule,
             teacher=teacher,

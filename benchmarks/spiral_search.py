@@ -39,7 +39,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import DEFAULT_DATA, Benchmark, update_results_section, write_json  # noqa: E402
+from compare import DEFAULT_DATA, PROFILES, Benchmark, update_results_section, write_json  # noqa: E402
 
 BASELINE = "oneshot_kd"
 TITLE = "spiral_search.py — the method search"
@@ -54,7 +54,7 @@ class Variant:
     importance: str = "l1"
     global_pruning: bool = False
     teacher: str = "original"
-    lr: float | None = None  # None: the profile's stage learning rate (0.01)
+    lr: float | None = None  # None: the quick profile's stage learning rate
 
     def epochs(self, target: float) -> list[int]:
         """Epochs of each stage at ``target``; a target without its own split (smoke tests) gets 1-epoch stages."""
@@ -62,7 +62,7 @@ class Variant:
 
     def describe(self, target: float) -> str:
         parts = [f"stages {self.epochs(target)}", self.schedule, self.importance + (" global" if self.global_pruning else ""),
-                 f"teacher {self.teacher}", f"lr {self.lr or 0.01}"]
+                 f"teacher {self.teacher}", f"lr {PROFILES['quick'].stage_lr if self.lr is None else self.lr}"]
         return ", ".join(parts)
 
 
