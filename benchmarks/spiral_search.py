@@ -39,6 +39,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from lightning_spiral import KDLoss  # noqa: E402
+
 from compare import DEFAULT_DATA, PROFILES, Benchmark, update_results_section, write_json  # noqa: E402
 
 BASELINE = "oneshot_kd"
@@ -55,6 +57,8 @@ class Variant:
     global_pruning: bool = False
     teacher: str = "original"
     lr: float | None = None  # None: the quick profile's stage learning rate
+    temperature: float | None = None  # None: the quick profile's KD temperature
+    alpha: float | None = None  # None: the quick profile's KD weight (1 - alpha on the labels)
 
     def epochs(self, target: float) -> list[int]:
         """Epochs of each stage at ``target``; a target without its own split (smoke tests) gets 1-epoch stages."""
@@ -63,7 +67,15 @@ class Variant:
     def describe(self, target: float) -> str:
         parts = [f"stages {self.epochs(target)}", self.schedule, self.importance + (" global" if self.global_pruning else ""),
                  f"teacher {self.teacher}", f"lr {PROFILES['quick'].stage_lr if self.lr is None else self.lr}"]
+        if self.temperature is not None or self.alpha is not None:
+            t, a = self.kd_settings(PROFILES["quick"].temperature, PROFILES["quick"].alpha)
+            parts.append(f"KD T {t:g} alpha {a:g}")
         return ", ".join(parts)
+
+    def kd_settings(self, temperature: float, alpha: float) -> tuple[float, float]:
+        """This variant's KD temperature and weight, the profile's where it sets none."""
+        return (temperature if self.temperature is None else self.temperature,
+                alpha if self.alpha is None else self.alpha)
 
 
 ONE = {0.2: [12], 0.1: [12]}
@@ -94,6 +106,16 @@ VARIANTS: dict[str, Variant] = {
     "spiral_linear": Variant({0.2: [2, 2, 8], 0.1: [2, 2, 2, 6]}, schedule="linear"),
     "spiral_cubic_two_lr05": Variant({0.2: [2, 10], 0.1: [2, 10]}, schedule="cubic", lr=0.05),
     "spiral_cubic_short_lr05": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic", lr=0.05),
+    # round 3, around round 2's winner: learning rate, stage count, KD temperature and weight
+    "spiral_cubic_short_lr03": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic", lr=0.03),
+    "spiral_cubic_short_lr10": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic", lr=0.1),
+    "spiral_cubic_three_lr05": Variant({0.2: [1, 1, 10], 0.1: [1, 1, 1, 9]}, schedule="cubic", lr=0.05),
+    "spiral_cubic_six_lr05": Variant({0.2: [1, 1, 1, 1, 1, 7], 0.1: [1, 1, 1, 1, 1, 1, 6]}, schedule="cubic", lr=0.05),
+    "spiral_cubic_short_lr05_a1": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic", lr=0.05, alpha=1.0),
+    "spiral_cubic_short_lr05_t2": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic", lr=0.05, temperature=2.0),
+    "spiral_cubic_short_lr05_t8": Variant({0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, schedule="cubic", lr=0.05, temperature=8.0),
+    "oneshot_kd_lr03": Variant(ONE, lr=0.03),
+    "oneshot_kd_a1": Variant(ONE, alpha=1.0),
 }
 
 
@@ -107,9 +129,11 @@ def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, a
     if (out / "result.json").is_file():
         return json.loads((out / "result.json").read_text())
     v = VARIANTS[name]
+    temperature, alpha = v.kd_settings(benchmark.profile.temperature, benchmark.profile.alpha)
     start = time.perf_counter()
     result = benchmark.spiral(target, seed, out, stages=v.epochs(target), teacher=v.teacher, distill=True,
-                              schedule=v.schedule, importance=v.importance, global_pruning=v.global_pruning, lr=v.lr)
+                              loss=KDLoss(temperature=temperature, alpha=alpha), schedule=v.schedule,
+                              importance=v.importance, global_pruning=v.global_pruning, lr=v.lr)
     result.update(variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start)
     result.pop("stages")
     write_json(out / "result.json", result)
@@ -126,11 +150,13 @@ def summarise(runs: list[dict[str, Any]], teacher_top1: float, teacher_macs: int
             if not mine:
                 continue
             top1 = [r["top1"] for r in mine]
+            val = [r["val_top1"] for r in mine if r.get("val_top1") is not None]
             paired = [r["top1"] - baseline[r["seed"]] for r in mine if r["seed"] in baseline]
             rows.append({
                 "variant": name, "target": target, "recipe": VARIANTS[name].describe(target), "seeds": [r["seed"] for r in mine],
                 "top1": statistics.mean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
-                "top1_per_seed": top1, "vs_teacher": statistics.mean(top1) - teacher_top1,
+                "top1_per_seed": top1, "val_top1": statistics.mean(val) if len(val) == len(mine) else None,
+                "vs_teacher": statistics.mean(top1) - teacher_top1,
                 "vs_baseline": statistics.mean(paired) if paired else None,
                 "vs_baseline_std": statistics.stdev(paired) if len(paired) > 1 else None,
                 "macs": mine[0]["macs"], "macs_ratio": None if not teacher_macs else mine[0]["macs"] / teacher_macs,
@@ -146,13 +172,14 @@ def render_markdown(results: dict[str, Any]) -> str:
              f"'vs {BASELINE}' is the mean ± std of the per-seed difference (same seeds, same data order).", ""]
     for target in sorted({r["target"] for r in results["rows"]}, reverse=True):
         lines += [f"**Target {target:.0%} of the teacher's MACs**", "",
-                  f"| variant | recipe | seeds | top-1 % | Δ vs teacher | vs {BASELINE} (pts) | MACs % | train s |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  f"| variant | recipe | seeds | top-1 % | Δ vs teacher | vs {BASELINE} (pts) | val top-1 % | MACs % | train s |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for row in sorted((r for r in results["rows"] if r["target"] == target), key=lambda r: -r["top1"]):
             paired = "–" if row["vs_baseline"] is None else f"{100 * row['vs_baseline']:+.2f} ± {100 * (row['vs_baseline_std'] or 0):.2f}"
             macs = "–" if row["macs_ratio"] is None else f"{100 * row['macs_ratio']:.1f}"
+            val = "–" if row.get("val_top1") is None else f"{100 * row['val_top1']:.2f}"
             lines.append(f"| {row['variant']} | {row['recipe']} | {len(row['seeds'])} | {100 * row['top1']:.2f} ± "
-                         f"{100 * row['top1_std']:.2f} | {100 * row['vs_teacher']:+.2f} | {paired} | {macs} | {row['train_s']:.0f} |")
+                         f"{100 * row['top1_std']:.2f} | {100 * row['vs_teacher']:+.2f} | {paired} | {val} | {macs} | {row['train_s']:.0f} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -53,7 +53,7 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     data = _tiny_npz(tmp_path / "tiny.npz")
     out = tmp_path / "search.json"
     command = [sys.executable, str(BENCHMARKS / "spiral_search.py"), "--profile", "smoke", "--data", str(data),
-               "--cache-dir", str(tmp_path / "cache"), "--variants", "oneshot_kd", "spiral_cubic_short", "--seeds", "0", "1",
+               "--cache-dir", str(tmp_path / "cache"), "--variants", "oneshot_kd", "spiral_cubic_short_lr05_t2", "--seeds", "0", "1",
                "--workers", "2", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -61,11 +61,13 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     assert len(results["runs"]) == 4 and "FAILED" not in result.stdout
     rows = {row["variant"]: row for row in results["rows"]}
     assert rows["oneshot_kd"]["vs_baseline"] == 0.0 and rows["oneshot_kd"]["seeds"] == [0, 1]
-    spiral = [r for r in results["runs"] if r["variant"] == "spiral_cubic_short"]
+    spiral = [r for r in results["runs"] if r["variant"] == "spiral_cubic_short_lr05_t2"]
     baseline = {r["seed"]: r["top1"] for r in results["runs"] if r["variant"] == "oneshot_kd"}
     paired = sum(r["top1"] - baseline[r["seed"]] for r in spiral) / 2
-    assert rows["spiral_cubic_short"]["vs_baseline"] == pytest.approx(paired)
+    assert rows["spiral_cubic_short_lr05_t2"]["vs_baseline"] == pytest.approx(paired)
     assert all(r["macs"] < r["teacher_macs"] for r in results["runs"])
+    assert all(0 <= row["val_top1"] <= 1 for row in rows.values())
+    assert "KD T 2" in rows["spiral_cubic_short_lr05_t2"]["recipe"]
 
 
 def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
