@@ -58,6 +58,7 @@ from lightning_spiral.report import machine_info
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"
+TEACHER_SEED = 0  # the cached teacher trains with this seed, on this seed's validation split
 METHODS = ("spiral_original", "spiral_previous", "iterative_ft", "oneshot_kd", "oneshot_ft", "modelpruning", "scratch", "scratch_kd")
 # --distill: the spiral_original recipe with other distillation losses (spiral_original itself is the KD row)
 DISTILL_METHODS = ("spiral_dkd", "spiral_kd_at", "spiral_fitnet", "spiral_rkd")
@@ -155,9 +156,17 @@ class Benchmark:
         self.accelerator = accelerator
         self.teacher_file = teacher_file  # a trained teacher (model.pt + result.json beside it) instead of the cache's
 
-    def datamodule(self, seed: int) -> NpzDataModule:
+    def datamodule(self, seed: int, split_seed: int | None = None) -> NpzDataModule:
+        """The data of one run. The validation split is drawn with ``split_seed`` (default: ``seed``).
+
+        The cached teacher trained on seed 0's split, so for other seeds most validation images are
+        teacher training images and validation top-1 is inflated; runs whose validation top-1 takes a
+        decision (``spiral_search.py``'s ranking) pass ``split_seed=TEACHER_SEED``. Test top-1 is
+        unaffected either way; compare.py keeps the per-seed split its cached runs were trained on.
+        """
         p = self.profile
-        return NpzDataModule(self.data_path, batch_size=p.batch_size, val_fraction=0.1, seed=seed, augment=True,
+        return NpzDataModule(self.data_path, batch_size=p.batch_size, val_fraction=0.1,
+                             seed=seed if split_seed is None else split_seed, augment=True,
                              train_subset=p.train_subset, test_subset=p.test_subset)
 
     # ------------------------------------------------------------------------------ the teacher
@@ -170,13 +179,13 @@ class Benchmark:
         return self.cache / f"teacher_{hashlib.sha256(key.encode()).hexdigest()[:12]}" / "model.pt"
 
     def teacher(self) -> Path:
-        """Train the teacher once (seed 0) or reuse the cached one."""
+        """Train the teacher once (seed ``TEACHER_SEED``, its validation split too) or reuse the cached one."""
         path = self.teacher_path()
         if path.with_name("result.json").is_file():
             return path
         p = self.profile
-        L.seed_everything(0, workers=True, verbose=False)
-        data = self.datamodule(seed=0)
+        L.seed_everything(TEACHER_SEED, workers=True, verbose=False)
+        data = self.datamodule(seed=TEACHER_SEED)
         model = build_model(p.model, num_classes=data.num_classes, input_shape=data.input_shape, **p.model_kwargs)
         module = SpiralModule(model, num_classes=data.num_classes, optimizer=sgd(p.teacher_lr), scheduler=COSINE)
         trainer = trainer_factory(max_epochs=p.teacher_epochs)
@@ -207,19 +216,20 @@ class Benchmark:
 
     def spiral(self, target: float, seed: int, out: Path, *, stages: list[int], teacher: str, distill: bool,
                loss: nn.Module | None = None, schedule: str = "constant", importance: str = "l1",
-               global_pruning: bool = False, lr: float | None = None) -> dict[str, Any]:
+               global_pruning: bool = False, lr: float | None = None, split_seed: int | None = None) -> dict[str, Any]:
         """A lightning-spiral run with the teacher from the cache; ``len(stages)`` stages reach ``target``.
 
         ``schedule="constant"`` keeps the same fraction of MACs at every stage (the geometric schedule);
         the other schedules of :func:`lightning_spiral.pruning.schedule.stage_macs_ratios` front- or
-        back-load the cut. ``lr`` overrides the profile's stage learning rate (used by the method search).
+        back-load the cut. ``lr`` overrides the profile's stage learning rate and ``split_seed`` the
+        validation split's seed (both used by the method search).
         """
         p = self.profile
         per_stage = target ** (1 / len(stages))  # equal MACs ratio per stage lands on the target
         spiral = Spiral(
             model=None,
             teacher_checkpoint=str(self.teacher()),
-            datamodule=self.datamodule(seed),
+            datamodule=self.datamodule(seed, split_seed),
             trainer=functools.partial(trainer_factory, accelerator=self.accelerator),
             pruning=functools.partial(PruningCallback, target_macs_ratio=per_stage, importance=importance,
                                       global_pruning=global_pruning, verbose=0),

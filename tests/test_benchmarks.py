@@ -52,22 +52,25 @@ def test_compare_smoke_profile_writes_every_method(tmp_path) -> None:
 def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     data = _tiny_npz(tmp_path / "tiny.npz")
     out = tmp_path / "search.json"
+    spiral = "spiral_cubic_short_lr05_t2"
     command = [sys.executable, str(BENCHMARKS / "spiral_search.py"), "--profile", "smoke", "--data", str(data),
-               "--cache-dir", str(tmp_path / "cache"), "--variants", "oneshot_kd", "spiral_cubic_short_lr05_t2", "--seeds", "0", "1",
-               "--workers", "2", "--out", str(out)]
+               "--cache-dir", str(tmp_path / "cache"), "--variants", "oneshot_kd", spiral, "oneshot_kd_vsplit", f"{spiral}_vsplit",
+               "--seeds", "0", "1", "--workers", "2", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert len(results["runs"]) == 4 and "FAILED" not in result.stdout
+    assert len(results["runs"]) == 8 and "FAILED" not in result.stdout
     rows = {row["variant"]: row for row in results["rows"]}
-    assert rows["oneshot_kd"]["vs_baseline"] == 0.0 and rows["oneshot_kd"]["seeds"] == [0, 1]
-    spiral = [r for r in results["runs"] if r["variant"] == "spiral_cubic_short_lr05_t2"]
-    baseline = {r["seed"]: r["top1"] for r in results["runs"] if r["variant"] == "oneshot_kd"}
-    paired = sum(r["top1"] - baseline[r["seed"]] for r in spiral) / 2
-    assert rows["spiral_cubic_short_lr05_t2"]["vs_baseline"] == pytest.approx(paired)
+    for suffix in ("", "_vsplit"):  # each spiral is paired with the one-shot + KD runs on its own validation split
+        assert rows[f"oneshot_kd{suffix}"]["vs_baseline"] == 0.0 and rows[f"oneshot_kd{suffix}"]["seeds"] == [0, 1]
+        mine = [r for r in results["runs"] if r["variant"] == spiral + suffix]
+        baseline = {r["seed"]: r["top1"] for r in results["runs"] if r["variant"] == f"oneshot_kd{suffix}"}
+        paired = sum(r["top1"] - baseline[r["seed"]] for r in mine) / 2
+        assert rows[spiral + suffix]["vs_baseline"] == pytest.approx(paired)
     assert all(r["macs"] < r["teacher_macs"] for r in results["runs"])
-    assert all(0 <= row["val_top1"] <= 1 for row in rows.values())
-    assert "KD T 2" in rows["spiral_cubic_short_lr05_t2"]["recipe"]
+    # validation top-1 is reported only where the teacher never trained on the validation split
+    assert rows[spiral]["val_top1"] is None and 0 <= rows[f"{spiral}_vsplit"]["val_top1"] <= 1
+    assert "KD T 2" in rows[spiral]["recipe"] and "teacher's validation split" in rows[f"{spiral}_vsplit"]["recipe"]
 
 
 def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
