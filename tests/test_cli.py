@@ -28,11 +28,13 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_runs_a_two_stage_spiral_into_the_hydra_run_dir(tmp_path) -> None:
-    result = _run([*TINY, f"hydra.run.dir={tmp_path / 'run'}", "pruning.amount=0.25"], cwd=tmp_path)
+    result = _run([*TINY, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == [1, 2]
-    assert report["settings"]["amount"] == 0.25
+    # the default cubic schedule lands on the target in max_stages stages; no fixed amount per stage
+    assert report["settings"]["schedule"] == "cubic" and report["settings"]["amount"] is None
+    assert report["stages"][-1]["macs"] <= 0.45 * report["teacher"]["macs"] < report["stages"][0]["macs"]
     assert (tmp_path / "run" / "stage_2" / "model.pt").is_file()
     assert "Spiral report" in result.stdout
 

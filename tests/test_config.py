@@ -58,7 +58,16 @@ def test_feature_distillation_config_runs_a_stage(tmp_path) -> None:
 
 @pytest.mark.parametrize("option", _options("pruning"))
 def test_pruning_options_build_a_callback_partial(option: str) -> None:
-    assert isinstance(instantiate(_compose(f"pruning={option}").pruning)(), PruningCallback)
+    # the default schedule sets each stage's MACs target; a constant schedule needs an amount
+    assert isinstance(instantiate(_compose(f"pruning={option}").pruning)(target_macs_ratio=0.5), PruningCallback)
+    assert isinstance(instantiate(_compose(f"pruning={option}", "pruning.amount=0.2").pruning)(), PruningCallback)
+
+
+def test_a_pruning_amount_with_a_schedule_is_refused_not_ignored(tmp_path) -> None:
+    with pytest.raises(SpiralConfigError, match=r"sets amount=0.3, but `schedule`='cubic' gives every stage its own MACs target"):
+        build_spiral(_compose("pruning.amount=0.3"), output_dir=tmp_path / "run")
+    spiral = build_spiral(_compose("pruning.amount=0.3", "spiral.schedule=constant", "spiral.stage_epochs=5"), output_dir=tmp_path / "run")
+    assert spiral.probe_callback.amount == 0.3 and spiral.stage_targets is None
 
 
 @pytest.mark.parametrize("option", _options("trainer"))

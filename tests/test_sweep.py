@@ -131,7 +131,8 @@ TINY = [  # a smoke setting: checks the plumbing, not the accuracy
     "spiral.max_accuracy_drop=1.0",
     "trainer.enable_progress_bar=false",
 ]
-ONE_STAGE = ["spiral.max_stages=1", "spiral.target_macs_ratio=0.7"]  # one stage of amount 0.2 or 0.4 reaches it
+# one stage of amount 0.2 or 0.4 reaches it; sweeping the amount needs the constant schedule
+ONE_STAGE = ["spiral.schedule=constant", "spiral.max_stages=1", "spiral.target_macs_ratio=0.7"]
 
 
 def _console_script(name: str) -> str:

@@ -6,7 +6,9 @@ and strategy wrappers never outlive a structural change) whose :class:`PruningCa
 student in ``setup``; then the stage is measured, saved and judged on the *validation* split:
 
 - validation top-1 more than ``max_accuracy_drop`` below the teacher's -> the stage is rolled back
-  (reported with ``kept: false``) and the spiral stops at the last good stage;
+  (reported with ``kept: false``) and the spiral stops at the last good stage; with a MACs
+  ``schedule`` only the last stage is judged so, the ones before it are waypoints
+  (:mod:`lightning_spiral.spiral.floor`);
 - MACs at or below ``target_macs_ratio`` of the teacher's -> done;
 - otherwise the student is promoted: it becomes the next stage's starting point and, with
   ``teacher="previous"``, also its teacher (``"original"`` keeps distilling from the first teacher,
@@ -67,6 +69,7 @@ from lightning_spiral.spiral.progress import (
     stage_loggers,
     stage_summary,
 )
+from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.validation import (
     check_fraction,
@@ -74,6 +77,7 @@ from lightning_spiral.spiral.validation import (
     check_positive_int,
     check_stage_epochs,
     check_strategy_keeps_the_model,
+    scheduled_probe,
 )
 
 TeacherMode = Literal["previous", "original"]
@@ -108,10 +112,13 @@ class Spiral:
         schedule: ``"constant"`` prunes each stage as the ``pruning`` partial says (e.g. the same
             ``amount``); ``"geometric"``, ``"linear"`` or ``"cubic"`` (AGP) instead give stage k a MACs
             target from :func:`~lightning_spiral.pruning.schedule.stage_macs_ratios` so that stage
-            ``max_stages`` lands on ``target_macs_ratio``.
+            ``max_stages`` lands on ``target_macs_ratio``; the ``pruning`` partial must then leave
+            ``amount`` and its targets unset (refused otherwise: they would be ignored).
         max_stages: the most pruning stages to run.
         max_accuracy_drop: largest allowed fall of validation top-1 below the teacher's, as a
             fraction (0.02 = 2 points); a stage that falls further is rolled back and the spiral stops.
+            With a MACs ``schedule`` the stages before the last are waypoints: promoted unjudged, and
+            rolled back only if the last stage misses the floor (see :mod:`lightning_spiral.spiral.floor`).
         teacher_epochs: epochs to train the teacher in stage 0 (unused with ``teacher_checkpoint``).
         stage_epochs: epochs per pruning stage: one number, or one per stage.
         teacher_checkpoint: a trained teacher to use instead of training one: a model file written
@@ -190,7 +197,6 @@ class Spiral:
         self.datamodule = datamodule
         self.trainer_factory = trainer
         self.pruning_factory = pruning
-        self.probe_callback = pruning()  # validates the pruning arguments now, before any training
         self.loss = loss
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -203,6 +209,8 @@ class Spiral:
         self.stage_targets = (
             None if schedule == "constant" else stage_macs_ratios(min(self.target_macs_ratio, 0.999), self.max_stages, schedule)
         )
+        # validates the pruning arguments now, before any training
+        self.probe_callback = pruning() if self.stage_targets is None else scheduled_probe(pruning, schedule)
         self.max_accuracy_drop = check_fraction("max_accuracy_drop", max_accuracy_drop)
         self.teacher_epochs = check_positive_int("teacher_epochs", teacher_epochs)
         self.stage_epochs = check_stage_epochs(stage_epochs, self.max_stages)
@@ -279,8 +287,8 @@ class Spiral:
         teacher_result = report.teacher
         if self.stage_targets is not None and self.verbose:
             targets = ", ".join(f"{ratio:.0%}" for ratio in self.stage_targets)
-            rank_zero_info(f"schedule {self.schedule}: stage MACs targets {targets} of the teacher's "
-                           "(they replace the pruning callback's amount or target)")
+            rank_zero_info(f"schedule {self.schedule}: stage MACs targets {targets} of the teacher's; "
+                           f"stages before {self.max_stages} are waypoints, the floor judges the last")
         for stage in range(len(report.stages) + 1, self.max_stages + 1):
             if is_finished(report, self.target_macs_ratio, self.max_stages):
                 break
@@ -291,6 +299,9 @@ class Spiral:
             self.write(report)
             if result.kept:
                 current = student
+        if self.stage_targets is not None and settle_waypoints(report, self.max_accuracy_drop):
+            self.write(report)
+            current = load_model(self.output_dir / report.final.model_path)
         if self.quantize.kind != "none" and report.quantized is None:
             report.quantized = self.run_quantize_stage(original_teacher, current)
             self.write(report)
@@ -358,13 +369,8 @@ class Spiral:
             return previous, self.failed_stage(stage, module, callback, time.perf_counter() - start, err)
         wall_s = time.perf_counter() - start
         result = self.measure_and_save(stage, trainer, module, amount=callback.applied_amount, wall_s=wall_s, kept=True)
-        drop = teacher_result.val_top1 - result.val_top1
-        if drop > self.max_accuracy_drop:
-            result.kept = False
-            result.note = (
-                f"rolled back: validation top-1 {result.val_top1:.2%} is {drop:.2%} below the teacher's "
-                f"{teacher_result.val_top1:.2%} (max_accuracy_drop {self.max_accuracy_drop:.2%})"
-            )
+        judge_stage(result, teacher_result, self.max_accuracy_drop,
+                    waypoint=self.stage_targets is not None and stage < self.max_stages)
         log_stage_result(trainer, result, teacher_result)
         if self.verbose:
             rank_zero_info(stage_summary(result, teacher_result, self.max_stages))
@@ -468,8 +474,8 @@ class Spiral:
             "max_accuracy_drop": self.max_accuracy_drop,
             "teacher_epochs": None if self.teacher_checkpoint else self.teacher_epochs,
             "stage_epochs": list(self.stage_epochs),
-            "amount": self.probe_callback.amount,
-            "stage_macs_ratio": self.probe_callback.target_macs_ratio,
+            "amount": None if self.stage_targets else self.probe_callback.amount,  # a schedule sets stage targets instead
+            "stage_macs_ratio": None if self.stage_targets else self.probe_callback.target_macs_ratio,
             "importance": self.probe_callback.importance,
             "loss": repr(self.loss),
             "seed": self.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import lightning.pytorch as L
 import torch
@@ -71,3 +72,25 @@ def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModul
             f"teacher and student must output (N, {datamodule.num_classes}) logits. Build the model with "
             f"`num_classes={datamodule.num_classes}`."
         )
+
+
+PRUNING_AMOUNT_ARGUMENTS = ("amount", "target_macs_ratio", "target_params_ratio", "target_latency_ms")
+
+
+def scheduled_probe(pruning: Callable[..., Any], schedule: str) -> Any:
+    """The pruning callback a MACs ``schedule`` will build, checked now: the schedule sets each stage's target.
+
+    A ``pruning`` partial that binds its own ``amount`` or target would be silently replaced, so it
+    is refused, naming the argument.
+    """
+    bound = pruning.keywords if isinstance(pruning, functools.partial) else {}
+    clashing = {name: bound[name] for name in PRUNING_AMOUNT_ARGUMENTS if bound.get(name) is not None}
+    if clashing:
+        pruning()  # a bad value gets its own error first
+        given = ", ".join(f"{name}={value!r}" for name, value in clashing.items())
+        raise SpiralConfigError(
+            f"The pruning callback sets {given}, but `schedule`={schedule!r} gives every stage its own MACs target "
+            "(landing on `target_macs_ratio` after `max_stages` stages) and would ignore it. Set it to None "
+            "(config: `pruning.amount=null`) or use `schedule='constant'`, which prunes that much per stage."
+        )
+    return pruning(amount=None, target_macs_ratio=0.5)

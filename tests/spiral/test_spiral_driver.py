@@ -114,12 +114,22 @@ def test_without_a_loss_stages_fine_tune_on_labels_only(tmp_path) -> None:
 
 
 def test_geometric_schedule_lands_on_the_target_in_max_stages(tmp_path, capfd) -> None:
-    report = make_spiral(tmp_path, schedule="geometric", target_macs_ratio=0.3, max_stages=2, max_accuracy_drop=1.0).run()
+    # a zero floor: the one-epoch waypoint is promoted unjudged, only the last stage can be rolled back
+    report = make_spiral(tmp_path, schedule="geometric", target_macs_ratio=0.3, max_stages=2, max_accuracy_drop=0.0,
+                         pruning=functools.partial(PruningCallback, verbose=0)).run()
     output = capfd.readouterr()
-    assert "schedule geometric: stage MACs targets 55%, 30% of the teacher's" in output.out + output.err  # says amount is replaced
+    assert "schedule geometric: stage MACs targets 55%, 30% of the teacher's" in output.out + output.err
     ratios = [stage.macs / report.teacher.macs for stage in report.stages]
     assert len(ratios) == 2
     assert 0.5 <= ratios[0] <= 0.55 and 0.27 <= ratios[1] <= 0.3  # sqrt(0.3) = 0.548, then 0.3
+    final = report.final
+    assert final is report.teacher or final.val_top1 >= report.teacher.val_top1  # the final model is within the floor
+    assert [s.kept for s in report.stages] == [s.val_top1 >= report.teacher.val_top1 or report.stages[-1].kept for s in report.stages]
+
+
+def test_a_schedule_refuses_a_pruning_amount_it_would_ignore(tmp_path) -> None:
+    with pytest.raises(SpiralConfigError, match=r"sets amount=0.25, but `schedule`='cubic'"):
+        make_spiral(tmp_path, schedule="cubic")
 
 
 def test_a_non_finite_loss_rolls_the_stage_back_and_keeps_earlier_stages(tmp_path) -> None:
