@@ -51,7 +51,8 @@ def fastest_layout(rounds: Rounds, batch: int) -> str:
 def summarise_timings(rounds: Rounds, reference: Rounds, batch_sizes: Sequence[int] = (1, 64)) -> dict[str, Any]:
     """Latency in the faster layout per batch size, and the per-round speed-up over ``reference`` (each in its faster layout)."""
     out: dict[str, Any] = {"latency_ms_by_layout": {layout: {batch: statistics.median(values) for batch, values in by_batch.items()}
-                                                    for layout, by_batch in rounds.items()}}
+                                                    for layout, by_batch in rounds.items()},
+                           "latency_ms_rounds": rounds}
     for batch in batch_sizes:
         mine, theirs = fastest_layout(rounds, batch), fastest_layout(reference, batch)
         speedups = [ref / own for ref, own in zip(reference[theirs][batch], rounds[mine][batch])]
