@@ -13,7 +13,7 @@ depthwise CNNs: their NCHW depthwise kernels barely speed up when channels are r
 The key column is ``speed-up / MACs reduction`` at batch 64: 1.0 means latency fell exactly as much
 as MACs did; the acceptance bar is 0.7.
 
-Run:  python benchmarks/latency.py                  (32x32 inputs, about 10 minutes on 2 cores)
+Run:  python benchmarks/latency.py                  (32x32 inputs, 3 alternating rounds, about 15 minutes on 2 cores)
       python benchmarks/latency.py --side 224       (ImageNet size; much slower on CPU)
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -34,11 +35,13 @@ from rich.table import Table
 
 from lightning_spiral import prune
 from lightning_spiral.atomic import atomic_write_text
-from lightning_spiral.measure import MemoryFormat, count_macs, count_params, measure_latency
+from lightning_spiral.measure import MemoryFormat, count_macs, count_params
 from lightning_spiral.models import build_model
 from lightning_spiral.report import machine_info
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timing import fastest_layout, interleaved_latency, summarise_timings  # noqa: E402
 MODELS = ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny")
 AMOUNTS = (0.3, 0.5, 0.7)
 ACCEPTANCE_AMOUNT = 0.5
@@ -56,60 +59,46 @@ def masked_copy(model: nn.Module, nonzero_params: int) -> nn.Module:
     return masked
 
 
-def measure_row(name: str, model: nn.Module, shape: tuple[int, ...], repeats: int, threads: int,
-                layout: MemoryFormat) -> dict[str, Any]:
-    example = torch.randn(1, *shape)
-    latency = {f"latency_ms_b{batch}": measure_latency(model, shape, batch, repeats=repeats, threads=threads,
-                                                        memory_format=layout) for batch in (1, 64)}
-    return {
-        "model": name,
-        "layout": layout,
-        "params": count_params(model),
-        "nonzero_params": sum(int((p != 0).sum()) for p in model.parameters()),
-        "macs": count_macs(model, example),
-        **latency,
-    }
-
-
-def run(models: list[str], side: int, repeats: int, threads: int, layouts: list[MemoryFormat]) -> list[dict[str, Any]]:
+def run(models: list[str], side: int, repeats: int, rounds: int, threads: int,
+        layouts: list[MemoryFormat]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per model: every variant timed in alternating rounds; the per-layout rows and the fastest-layout summary."""
     shape = (3, side, side)
-    rows = []
+    example = torch.randn(1, *shape)
+    rows, fastest = [], []
     for name in models:
         dense = build_model(f"torchvision.{name}", num_classes=10, input_shape=shape).eval()
-        variants = [("dense", 0.0, dense)]
+        variants: dict[str, tuple[str, float, nn.Module]] = {"dense": ("dense", 0.0, dense)}
         for amount in AMOUNTS:
-            pruned = prune(copy.deepcopy(dense), torch.randn(1, *shape), amount=amount).eval()
-            variants += [("structured", amount, pruned),
-                         ("masks (ModelPruning)", amount, masked_copy(dense, count_params(pruned)))]
+            pruned = prune(copy.deepcopy(dense), example, amount=amount).eval()
+            variants[f"structured@{amount}"] = ("structured", amount, pruned)
+            variants[f"masks@{amount}"] = ("masks (ModelPruning)", amount, masked_copy(dense, count_params(pruned)))
+        times = interleaved_latency({key: model for key, (_, _, model) in variants.items()}, shape, layouts=layouts,
+                                    rounds=rounds, repeats=repeats, threads=threads)
+        dense_macs = count_macs(dense, example)
         for layout in layouts:
-            base = measure_row(name, dense, shape, repeats, threads, layout) | {"method": "dense", "amount": 0.0}
-            rows.append(base)
-            for method, amount, model in variants[1:]:
-                row = measure_row(name, model, shape, repeats, threads, layout) | {"method": method, "amount": amount}
-                row["macs_reduction"] = base["macs"] / row["macs"]
-                row["speedup_b1"] = base["latency_ms_b1"] / row["latency_ms_b1"]
-                row["speedup_b64"] = base["latency_ms_b64"] / row["latency_ms_b64"]
+            for key, (method, amount, model) in variants.items():
+                row = {"model": name, "layout": layout, "method": method, "amount": amount, "params": count_params(model),
+                       "nonzero_params": sum(int((p != 0).sum()) for p in model.parameters()), "macs": count_macs(model, example)}
+                for batch in (1, 64):
+                    mine, base = times[key][layout][batch], times["dense"][layout][batch]
+                    row[f"latency_ms_b{batch}"] = statistics.median(mine)
+                    row[f"speedup_b{batch}"] = statistics.median(b / m for b, m in zip(base, mine))
+                row["macs_reduction"] = dense_macs / row["macs"]
                 row["speedup_per_macs_b64"] = row["speedup_b64"] / row["macs_reduction"]
                 rows.append(row)
                 if method == "structured":
                     print(f"[latency] {name} {layout} {amount:.0%}: MACs ÷{row['macs_reduction']:.2f}, "
                           f"b64 ×{row['speedup_b64']:.2f}", flush=True)
-    return rows
-
-
-def fastest_layout_rows(rows: list[dict[str, Any]], amount: float) -> list[dict[str, Any]]:
-    """Per model: the fastest dense layout against the fastest structured layout at ``amount`` (batch 64)."""
-    summary = []
-    for name in dict.fromkeys(row["model"] for row in rows):
-        dense = min((r for r in rows if r["model"] == name and r["method"] == "dense"), key=lambda r: r["latency_ms_b64"])
-        pruned = min((r for r in rows if r["model"] == name and r["method"] == "structured" and r["amount"] == amount),
-                     key=lambda r: r["latency_ms_b64"])
-        speedup = dense["latency_ms_b64"] / pruned["latency_ms_b64"]
-        summary.append({"model": name, "dense_layout": dense["layout"], "dense_ms_b64": dense["latency_ms_b64"],
-                        "pruned_layout": pruned["layout"], "pruned_ms_b64": pruned["latency_ms_b64"],
-                        "macs_reduction": pruned["macs_reduction"], "speedup_b64": speedup,
-                        "speedup_per_macs_b64": speedup / pruned["macs_reduction"]})
-    return summary
+        pruned_key = f"structured@{ACCEPTANCE_AMOUNT}"
+        summary = summarise_timings(times[pruned_key], times["dense"], batch_sizes=(64,))
+        reduction = dense_macs / count_macs(variants[pruned_key][2], example)
+        dense_layout = fastest_layout(times["dense"], 64)
+        fastest.append({"model": name, "dense_layout": dense_layout, "dense_ms_b64": statistics.median(times["dense"][dense_layout][64]),
+                        "pruned_layout": summary["layout_b64"], "pruned_ms_b64": summary["latency_ms_b64"],
+                        "macs_reduction": reduction, "speedup_b64": summary["speedup_b64"],
+                        "speedup_b64_range": summary["speedup_b64_range"],
+                        "speedup_per_macs_b64": summary["speedup_b64"] / reduction})
+    return rows, fastest
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -117,18 +106,19 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Command `{results['command']}` — {machine.get('date', '')[:10]}, {machine.get('cpu_count')} CPU cores, "
         f"{results['threads']} threads, torch {machine.get('torch')}, input 3×{results['side']}×{results['side']}, "
-        f"median of {results['repeats']} runs.",
+        f"every variant of a model timed in {results.get('rounds', 1)} alternating rounds (each the median of "
+        f"{results['repeats']} runs; the VM's speed drifts), latency the median over rounds, each speed-up taken within a round.",
         "",
         f"Fastest layout of each at batch 64, {ACCEPTANCE_AMOUNT:.0%} of the channels removed (what a deployment "
         "would pick; acceptance: speed-up ÷ MACs reduction ≥ 0.7):",
         "",
-        "| model | dense: layout, b64 ms | pruned: layout, b64 ms | MACs ÷ | speed-up b64 | speed-up ÷ MACs reduction |",
+        "| model | dense: layout, b64 ms | pruned: layout, b64 ms | MACs ÷ | speed-up b64 (min–max over rounds) | speed-up ÷ MACs reduction |",
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
     for row in results["fastest"]:
         lines.append(f"| {row['model']} | {row['dense_layout']}, {row['dense_ms_b64']:.1f} | {row['pruned_layout']}, "
-                     f"{row['pruned_ms_b64']:.1f} | {row['macs_reduction']:.2f} | {row['speedup_b64']:.2f}× | "
-                     f"{row['speedup_per_macs_b64']:.2f} |")
+                     f"{row['pruned_ms_b64']:.1f} | {row['macs_reduction']:.2f} | {row['speedup_b64']:.2f}× "
+                     f"({row['speedup_b64_range'][0]:.2f}–{row['speedup_b64_range'][1]:.2f}) | {row['speedup_per_macs_b64']:.2f} |")
     lines += [
         "",
         "Every row, each against the dense model in the same layout:",
@@ -153,15 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--side", type=int, default=32, help="input height and width")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per round (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds over a model's variants")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layouts", nargs="+", choices=get_args(MemoryFormat), default=list(get_args(MemoryFormat)))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latency.json")
     args = parser.parse_args(argv)
-    rows = run(args.models, args.side, args.repeats, args.threads, args.layouts)
+    rows, fastest = run(args.models, args.side, args.repeats, args.rounds, args.threads, args.layouts)
     results = {"command": " ".join(sys.argv), "machine": machine_info(args.threads), "side": args.side,
-               "repeats": args.repeats, "threads": args.threads, "rows": rows,
-               "fastest": fastest_layout_rows(rows, ACCEPTANCE_AMOUNT)}
+               "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads, "rows": rows, "fastest": fastest}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     if args.out.parent == HERE / "results":  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         from compare import update_results_section  # one writer of RESULTS.md sections

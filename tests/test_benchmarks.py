@@ -84,7 +84,7 @@ def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
 def test_latency_script_runs_on_one_model(tmp_path) -> None:
     out = tmp_path / "latency.json"
     result = subprocess.run([sys.executable, str(BENCHMARKS / "latency.py"), "--models", "resnet18", "--repeats", "1",
-                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+                             "--rounds", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     rows = results["rows"]
@@ -94,6 +94,8 @@ def test_latency_script_runs_on_one_model(tmp_path) -> None:
     assert len(structured) == 6 and all(row["macs_reduction"] > 1.5 for row in structured)
     (fastest,) = results["fastest"]
     assert fastest["model"] == "resnet18" and fastest["speedup_per_macs_b64"] > 0
+    low, high = fastest["speedup_b64_range"]  # per-round speed-ups around their median
+    assert low <= fastest["speedup_b64"] <= high and results["rounds"] == 2
 
 
 @pytest.mark.slow

@@ -56,6 +56,18 @@ def test_feature_distillation_config_runs_a_stage(tmp_path) -> None:
     assert report.stages[0].macs < report.teacher.macs
 
 
+def test_quantize_config_ends_the_default_spiral_with_an_int8_model(tmp_path) -> None:
+    pytest.importorskip("onnxruntime", reason="quantize=int8_ptq needs the deploy extra")
+    overrides = ["quantize=int8_ptq", "spiral.teacher_epochs=2", "spiral.stage_epochs=1", "spiral.max_stages=1",
+                 "spiral.target_macs_ratio=0.7", "spiral.max_accuracy_drop=1.0", "spiral.latency_repeats=2",
+                 "trainer.enable_progress_bar=false"]
+    report = build_spiral(_compose(*overrides), output_dir=tmp_path / "run").run()
+    quantized = report.quantized
+    assert quantized is not None and quantized.kind == "int8_ptq"
+    assert (tmp_path / "run" / quantized.model_path).is_file() and 0 < quantized.size_bytes < report.final.size_bytes
+    assert quantized.top1 > 0.5  # digits: the INT8 model still classifies (fp32 final is ~0.9+)
+
+
 @pytest.mark.parametrize("option", _options("pruning"))
 def test_pruning_options_build_a_callback_partial(option: str) -> None:
     # the default schedule sets each stage's MACs target; a constant schedule needs an amount

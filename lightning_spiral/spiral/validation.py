@@ -36,7 +36,8 @@ def check_stage_epochs(stage_epochs: int | Sequence[int], max_stages: int) -> li
     epochs = list(stage_epochs)
     if len(epochs) != max_stages:
         raise SpiralConfigError(
-            f"`stage_epochs` must be one integer or a list of `max_stages`={max_stages} integers, got {epochs!r}."
+            f"`stage_epochs` must be one integer or a list of `max_stages`={max_stages} integers, got {epochs!r} "
+            f"(e.g. {[1] * (max_stages - 1) + [9]}: short stages, then a long last one)."
         )
     return [check_positive_int("stage_epochs", e) for e in epochs]
 
