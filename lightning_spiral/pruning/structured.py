@@ -160,7 +160,7 @@ def prune(
     model.eval()  # tracing runs a forward pass: in train mode it would corrupt BatchNorm statistics
     try:
         with torch.enable_grad(), LastModuleEntered(model) as tracker:  # the graph is traced through autograd
-            pruner = tp.pruner.MetaPruner(
+            pruner = RoundingMetaPruner(
                 model,
                 example_inputs,
                 importance=make_importance(importance),
@@ -184,6 +184,21 @@ def prune(
         model.train(was_training)
     _record_history(model, pruner.pruning_history())
     return model
+
+
+class RoundingMetaPruner(tp.pruner.MetaPruner):
+    """torch-pruning's ``MetaPruner`` whose ``round_to`` never rounds a layer down to zero channels.
+
+    torch-pruning 1.6 rounds the kept channel count *down* to a multiple of ``round_to``; a layer
+    that would keep fewer than ``round_to`` channels rounds to zero, and a layer cannot lose all its
+    channels, so it is left unpruned. Large amounts then prune *less*: removing 90% of a CIFAR VGG's
+    channels with ``round_to=8`` kept 57.5% of its MACs. Here such a layer keeps ``round_to`` channels.
+    """
+
+    def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+        kept = current_channels - n_pruned
+        kept = max(kept - kept % round_to, min(round_to, current_channels))
+        return max(current_channels - kept, 0)
 
 
 class LastModuleEntered:

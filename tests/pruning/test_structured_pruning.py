@@ -66,6 +66,24 @@ def test_round_to_gives_multiples() -> None:
     assert all(w % 4 == 0 for w in widths), widths
 
 
+def test_round_to_keeps_a_multiple_when_a_layer_would_fall_below_it() -> None:
+    # torch-pruning alone rounds such layers to zero channels and then leaves them unpruned
+    model = build_model("vgg_bn", num_classes=10, input_shape=CIFAR)
+    macs = count_macs(model, torch.randn(1, *CIFAR))
+    prune(model, torch.randn(1, *CIFAR), amount=0.9, round_to=8)
+    widths = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [8, 8, 8, 8, 8, 8, 24], widths  # 32 * 0.1 = 3.2 -> 8; 256 * 0.1 = 25.6 -> 24
+    assert count_macs(model, torch.randn(1, *CIFAR)) < 0.05 * macs
+
+
+def test_a_macs_target_is_reached_with_round_to() -> None:
+    model = build_model("vgg_bn", num_classes=10, input_shape=CIFAR)
+    macs = count_macs(model, torch.randn(1, *CIFAR))
+    prune(model, torch.randn(1, *CIFAR), target_macs_ratio=0.2, round_to=8)
+    assert 0.1 < count_macs(model, torch.randn(1, *CIFAR)) / macs <= 0.2  # widths move in steps of 8: not exactly 0.2
+    assert all(m.out_channels % 8 == 0 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
 def test_l1_keeps_the_largest_filters() -> None:
     model = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
     first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
