@@ -192,7 +192,8 @@ class RoundingMetaPruner(tp.pruner.MetaPruner):
     torch-pruning 1.6 rounds the kept channel count *down* to a multiple of ``round_to``; a layer
     that would keep fewer than ``round_to`` channels rounds to zero, and a layer cannot lose all its
     channels, so it is left unpruned. Large amounts then prune *less*: removing 90% of a CIFAR VGG's
-    channels with ``round_to=8`` kept 57.5% of its MACs. Here such a layer keeps ``round_to`` channels.
+    channels with ``round_to=8`` kept 57.5% of its MACs. Here such a layer keeps ``round_to`` channels,
+    the rule torch-pruning's older ``round_pruning_amount`` had (VainF/Torch-Pruning#49).
     """
 
     def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
