@@ -148,10 +148,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layouts", nargs="+", choices=get_args(MemoryFormat), default=list(get_args(MemoryFormat)))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latency.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other models' rows already in --out (same side, repeats, rounds, threads and layouts)")
     args = parser.parse_args(argv)
+    settings = {"side": args.side, "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads, "layouts": args.layouts}
+    earlier = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else None
+    if earlier is not None and {key: earlier.get(key) for key in settings} != settings:
+        parser.error(f"--merge: {args.out} was measured with {({key: earlier.get(key) for key in settings})}, "
+                     f"this run with {settings}; use the same settings or another --out")
     rows, fastest = run(args.models, args.side, args.repeats, args.rounds, args.threads, args.layouts)
-    results = {"command": " ".join(sys.argv), "machine": machine_info(args.threads), "side": args.side,
-               "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads, "rows": rows, "fastest": fastest}
+    command = " ".join(["benchmarks/latency.py", *(argv if argv is not None else sys.argv[1:])])
+    if earlier is not None:  # earlier models first, in their order; the models measured now replace theirs
+        rows = [r for r in earlier["rows"] if r["model"] not in args.models] + rows
+        fastest = [r for r in earlier["fastest"] if r["model"] not in args.models] + fastest
+    commands = ([*earlier.get("commands", [earlier["command"]])] if earlier is not None else []) + [command]
+    results = {"command": "; ".join(commands), "commands": commands, "machine": machine_info(args.threads), **settings,
+               "rows": rows, "fastest": fastest}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     if args.out.parent == HERE / "results":  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         from compare import update_results_section  # one writer of RESULTS.md sections

@@ -96,6 +96,14 @@ def test_latency_script_runs_on_one_model(tmp_path) -> None:
     assert fastest["model"] == "resnet18" and fastest["speedup_per_macs_b64"] > 0
     low, high = fastest["speedup_b64_range"]  # per-round speed-ups around their median
     assert low <= fastest["speedup_b64"] <= high and results["rounds"] == 2
+    # --merge adds another model's rows and keeps resnet18's; other settings are refused before any work
+    base = [sys.executable, str(BENCHMARKS / "latency.py"), "--models", "mobilenet_v3_small", "--repeats", "1", "--out", str(out), "--merge"]
+    refused = subprocess.run([*base, "--rounds", "3"], capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "--merge:" in refused.stderr
+    merged = subprocess.run([*base, "--rounds", "2"], capture_output=True, text=True, timeout=600)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert [row["model"] for row in results["fastest"]] == ["resnet18", "mobilenet_v3_small"] and len(results["commands"]) == 2
 
 
 @pytest.mark.slow
