@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {"command": "; ".join(commands), "commands": commands, "machine": machine_info(args.threads), **settings,
                "rows": rows, "fastest": fastest}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    if args.out.parent == HERE / "results":  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
+    if args.out.resolve().parent == (HERE / "results").resolve():  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         from compare import update_results_section  # one writer of RESULTS.md sections
 
         key, title = "latency", "latency.py — structured pruning vs masks"

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
             "runs": list(runs.values()), "rows": summarise(list(runs.values()), teacher_top1, teacher_macs(list(runs.values()))),
         }
         write_json(args.out, results)
-        if args.out.parent == HERE / "results" and args.profile == "quick":
+        if args.out.resolve().parent == (HERE / "results").resolve() and args.profile == "quick":
             update_results_section(HERE / "RESULTS.md", "search", TITLE, render_markdown(results))
 
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
