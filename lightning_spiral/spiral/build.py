@@ -10,7 +10,7 @@ your own module); it is not built for files that carry their own (a model file, 
 Example:
     >>> from hydra import compose, initialize_config_module
     >>> with initialize_config_module(config_module="lightning_spiral.conf", version_base="1.3"):
-    ...     cfg = compose(config_name="config", overrides=["spiral.max_stages=3"])
+    ...     cfg = compose(config_name="config", overrides=["spiral.max_stages=3", "spiral.stage_epochs=[1,1,9]"])
     >>> spiral = build_spiral(cfg, output_dir="runs/example")  # builds only; nothing is trained or written
     >>> spiral.max_stages, type(spiral.datamodule).__name__
     (3, 'DigitsDataModule')
