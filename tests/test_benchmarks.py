@@ -107,6 +107,19 @@ def test_latency_script_runs_on_one_model(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_op_profile_splits_depthwise_convolutions_from_the_others(tmp_path) -> None:
+    out = tmp_path / "ops.json"
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "op_profile.py"), "--models", "mobilenet_v3_small", "--batch", "2",
+                             "--iterations", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    profile = json.loads(out.read_text())["models"]["mobilenet_v3_small"]
+    assert profile["macs_reduction"] > 2
+    for times in (profile["dense_ms"], profile["pruned_ms"]):
+        assert times["depthwise_conv"] > 0 and times["conv"] > 0 and times["batch_norm"] > 0
+    assert "| mobilenet_v3_small | depthwise_conv |" in result.stdout
+
+
+@pytest.mark.slow
 def test_overhead_script_quick_mode(tmp_path) -> None:
     out = tmp_path / "overhead.json"
     result = subprocess.run([sys.executable, str(BENCHMARKS / "overhead.py"), "--quick", "--out", str(out)],
