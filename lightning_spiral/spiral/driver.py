@@ -60,6 +60,7 @@ from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralMo
 from lightning_spiral.pruning import PruningCallback, prune
 from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, read_report, write_report
+from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.progress import (
     LoggerChoice,
     StageProgress,
@@ -69,7 +70,6 @@ from lightning_spiral.spiral.progress import (
     stage_loggers,
     stage_summary,
 )
-from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.validation import (
     check_fraction,
