@@ -8,7 +8,8 @@ full traceback for developers. It returns the run's :func:`~lightning_spiral.obj
 
 Example (shell):
     lightning-spiral                                  # digits, small CNN, default spiral
-    lightning-spiral pruning.amount=0.3 spiral.teacher=previous
+    lightning-spiral spiral.target_macs_ratio=0.2 spiral.teacher=previous
+    lightning-spiral spiral.schedule=constant spiral.stage_epochs=5 pruning.amount=0.3
     lightning-spiral -m spiral.teacher=previous,original
     lightning-spiral experiment=cifar10_resnet56
     lightning-spiral resume=outputs/2026-11-25/10-00-00      # continue an interrupted run
@@ -21,6 +22,7 @@ import os
 import sys
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -45,6 +47,18 @@ def main(cfg: DictConfig) -> float:
             raise
         sys.stderr.write(f"lightning-spiral: error: {err}\n")
         raise SystemExit(EXIT_BAD_INPUT) from None
+    finally:
+        release_process_group()
+
+
+def release_process_group() -> None:
+    """Destroy the DDP process group this command's Trainers created (``trainer=ddp_cpu``, ``trainer=gpu`` with devices > 1).
+
+    Lightning leaves it alive after ``fit``; left to interpreter exit, gloo's threads can abort the
+    process ("terminate called without an active exception", exit -6) after a finished run.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

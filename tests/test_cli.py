@@ -81,3 +81,15 @@ def test_cli_runs_under_ddp_on_two_cpu_processes(tmp_path) -> None:
     reference = json.loads((tmp_path / "single" / "report.json").read_text())
     assert [s["params"] for s in report["stages"]] == [s["params"] for s in reference["stages"]]
     assert abs(report["final"]["top1"] - reference["final"]["top1"]) <= 0.10
+
+
+def test_the_command_releases_the_process_group_its_trainers_left(tmp_path) -> None:
+    import torch.distributed as dist
+
+    from lightning_spiral.cli import release_process_group
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    release_process_group()
+    assert not dist.is_initialized()
+    release_process_group()  # nothing to release: no error

@@ -211,6 +211,7 @@ if trainer.global_rank == 0:
             "teacher_grad": any(p.grad is not None for p in teacher.parameters()),
             "restored": "training_step" not in vars(model),
         }, f)
+torch.distributed.destroy_process_group()  # left to interpreter exit, gloo's threads can abort the process
 """
 
 
