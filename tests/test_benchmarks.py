@@ -80,13 +80,18 @@ def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
     assert "none.npz' does not exist" in result.stderr
 
 
+def _run_benchmark(script: str, *args: str, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ``benchmarks/<script>`` writing its JSON to ``out``; it must succeed. Returns the process and the JSON."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args, "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, json.loads(out.read_text())
+
+
 @pytest.mark.slow
 def test_latency_script_runs_on_one_model(tmp_path) -> None:
     out = tmp_path / "latency.json"
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "latency.py"), "--models", "resnet18", "--repeats", "1",
-                             "--rounds", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(out.read_text())
+    _, results = _run_benchmark("latency.py", "--models", "resnet18", "--repeats", "1", "--rounds", "2", out=out)
     rows = results["rows"]
     assert {row["method"] for row in rows} == {"dense", "structured", "masks (ModelPruning)"}
     assert {row["layout"] for row in rows} == {"contiguous", "channels_last"}
@@ -97,22 +102,19 @@ def test_latency_script_runs_on_one_model(tmp_path) -> None:
     low, high = fastest["speedup_b64_range"]  # per-round speed-ups around their median
     assert low <= fastest["speedup_b64"] <= high and results["rounds"] == 2
     # --merge adds another model's rows and keeps resnet18's; other settings are refused before any work
-    base = [sys.executable, str(BENCHMARKS / "latency.py"), "--models", "mobilenet_v3_small", "--repeats", "1", "--out", str(out), "--merge"]
-    refused = subprocess.run([*base, "--rounds", "3"], capture_output=True, text=True, timeout=600)
+    merge = ["--models", "mobilenet_v3_small", "--repeats", "1", "--merge"]
+    refused = subprocess.run([sys.executable, str(BENCHMARKS / "latency.py"), *merge, "--rounds", "3", "--out", str(out)],
+                             capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "--merge:" in refused.stderr
-    merged = subprocess.run([*base, "--rounds", "2"], capture_output=True, text=True, timeout=600)
-    assert merged.returncode == 0, merged.stderr[-3000:]
-    results = json.loads(out.read_text())
+    _, results = _run_benchmark("latency.py", *merge, "--rounds", "2", out=out)
     assert [row["model"] for row in results["fastest"]] == ["resnet18", "mobilenet_v3_small"] and len(results["commands"]) == 2
 
 
 @pytest.mark.slow
 def test_op_profile_splits_depthwise_convolutions_from_the_others(tmp_path) -> None:
-    out = tmp_path / "ops.json"
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "op_profile.py"), "--models", "mobilenet_v3_small", "--batch", "2",
-                             "--iterations", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    profile = json.loads(out.read_text())["models"]["mobilenet_v3_small"]
+    result, results = _run_benchmark("op_profile.py", "--models", "mobilenet_v3_small", "--batch", "2", "--iterations", "1",
+                                     out=tmp_path / "ops.json")
+    profile = results["models"]["mobilenet_v3_small"]
     assert profile["macs_reduction"] > 2
     for times in (profile["dense_ms"], profile["pruned_ms"]):
         assert times["depthwise_conv"] > 0 and times["conv"] > 0 and times["batch_norm"] > 0
@@ -121,11 +123,7 @@ def test_op_profile_splits_depthwise_convolutions_from_the_others(tmp_path) -> N
 
 @pytest.mark.slow
 def test_overhead_script_quick_mode(tmp_path) -> None:
-    out = tmp_path / "overhead.json"
-    result = subprocess.run([sys.executable, str(BENCHMARKS / "overhead.py"), "--quick", "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(out.read_text())
+    _, results = _run_benchmark("overhead.py", "--quick", out=tmp_path / "overhead.json")
     assert results["settings"]["quick"] is True
     assert all(row["cached_distill_over_student_step"] > 0 for row in results["distillation"])
 
