@@ -146,7 +146,8 @@ def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, a
     result = benchmark.spiral(target, seed, out, stages=v.epochs(target), teacher=v.teacher, distill=True,
                               loss=KDLoss(temperature=temperature, alpha=alpha), schedule=v.schedule,
                               importance=v.importance, global_pruning=v.global_pruning, lr=v.lr, split_seed=v.split_seed)
-    result.update(variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start)
+    result.update(variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start,
+                  model_path=os.path.relpath(result["model_path"], cache_dir))  # no machine paths in results/search.json
     result.pop("stages")
     write_json(out / "result.json", result)
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,17 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
         paired = sum(r["top1"] - baseline[r["seed"]] for r in mine) / 2
         assert rows[spiral + suffix]["vs_baseline"] == pytest.approx(paired)
     assert all(r["macs"] < r["teacher_macs"] for r in results["runs"])
+    assert not any(Path(r["model_path"]).is_absolute() for r in results["runs"])  # relative to --cache-dir
     # validation top-1 is reported only where the teacher never trained on the validation split
     assert rows[spiral]["val_top1"] is None and 0 <= rows[f"{spiral}_vsplit"]["val_top1"] <= 1
     assert "KD T 2" in rows[spiral]["recipe"] and "teacher's validation split" in rows[f"{spiral}_vsplit"]["recipe"]
+
+
+def test_committed_results_hold_no_machine_paths() -> None:
+    machine_path = re.compile(r"(?<![\w.])/(?:tmp|root|home|work)/")
+    files = [*sorted((BENCHMARKS / "results").glob("*.json")), BENCHMARKS / "RESULTS.md", BENCHMARKS / "README.md"]
+    found = [f"{path.name}: {match.group(0)}" for path in files if path.is_file() for match in machine_path.finditer(path.read_text())]
+    assert not found, found[:5]
 
 
 def test_compare_refuses_a_missing_data_file(tmp_path) -> None:
