@@ -448,6 +448,11 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_results_dir(path: Path) -> bool:
+    """Whether ``path`` (relative or absolute) is a file in ``benchmarks/results/``: only such runs update RESULTS.md."""
+    return path.resolve().parent == (HERE / "results").resolve()
+
+
 def update_results_section(path: Path, name: str, title: str, body: str) -> None:
     """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` (appended if absent)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

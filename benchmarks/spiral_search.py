@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from lightning_spiral import KDLoss  # noqa: E402
 
-from compare import DEFAULT_DATA, PROFILES, TEACHER_SEED, Benchmark, update_results_section, write_json  # noqa: E402
+from compare import DEFAULT_DATA, PROFILES, TEACHER_SEED, Benchmark, in_results_dir, update_results_section, write_json  # noqa: E402
 
 BASELINE = "oneshot_kd"
 TITLE = "spiral_search.py — the method search"
@@ -178,6 +178,28 @@ def summarise(runs: list[dict[str, Any]], teacher_top1: float, teacher_macs: int
     return rows
 
 
+def pooled(runs: list[dict[str, Any]], teacher_top1: float) -> list[dict[str, Any]]:
+    """Each round-4 recipe pooled with its round-3 runs: both validation splits, each run paired with one-shot + KD on its split."""
+    rows = []
+    for target in sorted({r["target"] for r in runs}, reverse=True):
+        for name in VALIDATION_RERUN:
+            mine, base = [], []
+            for variant in (name, f"{name}_vsplit"):
+                baseline = {r["seed"]: r["top1"] for r in runs if r["variant"] == VARIANTS[variant].baseline and r["target"] == target}
+                pairs = [(r["top1"], baseline[r["seed"]]) for r in runs
+                         if r["variant"] == variant and r["target"] == target and r["seed"] in baseline]
+                mine += [a for a, _ in pairs]
+                base += [b for _, b in pairs]
+            if len(mine) < 2:
+                continue
+            diffs = [a - b for a, b in zip(mine, base)]
+            rows.append({"variant": name, "target": target, "runs": len(mine), "top1": statistics.mean(mine),
+                         "top1_std": statistics.stdev(mine), "baseline_top1": statistics.mean(base), "baseline_std": statistics.stdev(base),
+                         "vs_baseline": statistics.mean(diffs), "vs_baseline_std": statistics.stdev(diffs),
+                         "vs_baseline_sem": statistics.stdev(diffs) / len(diffs) ** 0.5, "vs_teacher": statistics.mean(mine) - teacher_top1})
+    return rows
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     commands = "; ".join(f"`{c}`" for c in results["commands"])
     lines = [f"Commands (device in brackets): {commands} — last {results['date'][:10]}, torch "
@@ -196,6 +218,16 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {row['variant']} | {row['recipe']} | {len(row['seeds'])} | {100 * row['top1']:.2f} ± "
                          f"{100 * row['top1_std']:.2f} | {100 * row['vs_teacher']:+.2f} | {paired} | {val} | {macs} | {row['train_s']:.0f} |")
         lines.append("")
+    if results.get("pooled"):
+        lines += ["**Pooled: rounds 3 and 4 together** (the same recipe on both validation splits; each run paired with "
+                  f"{BASELINE} on its own split and seed)", "",
+                  f"| variant | target | runs | top-1 % | {BASELINE} % | paired Δ (pts): mean ± std (s.e.) | Δ vs teacher |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for row in results["pooled"]:
+            lines.append(f"| {row['variant']} | {row['target']:.0%} | {row['runs']} | {100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | "
+                         f"{100 * row['baseline_top1']:.2f} ± {100 * row['baseline_std']:.2f} | {100 * row['vs_baseline']:+.2f} ± "
+                         f"{100 * row['vs_baseline_std']:.2f} ({100 * row['vs_baseline_sem']:.2f}) | {100 * row['vs_teacher']:+.2f} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -211,7 +243,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "search.json")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: summarise the runs already in --out")
     args = parser.parse_args(argv)
+    if args.report_only:
+        if not args.out.is_file():
+            parser.error(f"--report-only: {str(args.out)!r} holds no search to summarise")
+        report(json.loads(args.out.read_text()), args.out, args.profile)
+        return
     if not args.data.is_file():
         parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. ../shared/data/cifar10_subset.npz)")
     if args.workers < 1:
@@ -233,15 +271,12 @@ def main(argv: list[str] | None = None) -> None:
     commands = [*earlier.get("commands", []), f"{command} ({device})"]
 
     def write() -> None:
-        results = earlier | {
+        report(earlier | {
             "commands": commands, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
             "teacher_top1": teacher_top1,
             "variants": {n: dataclasses.asdict(v) | {"stages": {str(t): e for t, e in v.stages.items()}} for n, v in VARIANTS.items()},
-            "runs": list(runs.values()), "rows": summarise(list(runs.values()), teacher_top1, teacher_macs(list(runs.values()))),
-        }
-        write_json(args.out, results)
-        if args.out.resolve().parent == (HERE / "results").resolve() and args.profile == "quick":
-            update_results_section(HERE / "RESULTS.md", "search", TITLE, render_markdown(results))
+            "runs": list(runs.values()),
+        }, args.out, args.profile)
 
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
@@ -257,6 +292,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[search] {name:20s} target {target:.2f} seed {seed}: top-1 {result['top1']:.4f}, "
                   f"MACs {result['macs']:,}, {result['wall_s']:.0f} s", flush=True)
             write()
+
+
+def report(results: dict[str, Any], out: Path, profile: str) -> None:
+    """Summarise ``results["runs"]`` into ``rows`` and ``pooled``, write ``out`` and (quick profile, results/) RESULTS.md."""
+    runs = results["runs"]
+    results |= {"rows": summarise(runs, results["teacher_top1"], teacher_macs(runs)), "pooled": pooled(runs, results["teacher_top1"])}
+    write_json(out, results)
+    if in_results_dir(out) and profile == "quick":
+        update_results_section(HERE / "RESULTS.md", "search", TITLE, render_markdown(results))
 
 
 def teacher_macs(runs: list[dict[str, Any]]) -> int | None:

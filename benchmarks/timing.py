@@ -1,8 +1,8 @@
 """Latency of several models measured in alternating rounds, so that a drift of the machine's speed hits them alike.
 
-On the shared 2-core VM these benchmarks run on, six back-to-back batch-64 medians of the same
-model ranged from 33.9 to 42.3 ms, while its small pruned students moved far less: timing a teacher
-first and its students minutes later can shift a speed-up by a third. Here every round times every model once (``measure_latency``:
+On the shared 2-core VM these benchmarks run on, the same teacher's batch-64 median spans
+37.2–42.6 ms over the rounds of one compare.py pass and was 33.0 ms in an earlier one: timing a
+teacher first and its students minutes later mixes that drift into every speed-up. Here every round times every model once (``measure_latency``:
 warm-up, then the median of ``repeats`` calls), the reported latency is the median over rounds, and
 each speed-up is taken within a round and summarised by its median and range over rounds.
 

@@ -62,12 +62,16 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     results = json.loads(out.read_text())
     assert len(results["runs"]) == 8 and "FAILED" not in result.stdout
     rows = {row["variant"]: row for row in results["rows"]}
+    all_pairs = []
     for suffix in ("", "_vsplit"):  # each spiral is paired with the one-shot + KD runs on its own validation split
         assert rows[f"oneshot_kd{suffix}"]["vs_baseline"] == 0.0 and rows[f"oneshot_kd{suffix}"]["seeds"] == [0, 1]
         mine = [r for r in results["runs"] if r["variant"] == spiral + suffix]
         baseline = {r["seed"]: r["top1"] for r in results["runs"] if r["variant"] == f"oneshot_kd{suffix}"}
-        paired = sum(r["top1"] - baseline[r["seed"]] for r in mine) / 2
-        assert rows[spiral + suffix]["vs_baseline"] == pytest.approx(paired)
+        pairs = [r["top1"] - baseline[r["seed"]] for r in mine]
+        assert rows[spiral + suffix]["vs_baseline"] == pytest.approx(sum(pairs) / 2)
+        all_pairs += pairs
+    (pooled,) = [row for row in results["pooled"] if row["variant"] == spiral]  # both splits together
+    assert pooled["runs"] == 4 and pooled["vs_baseline"] == pytest.approx(sum(all_pairs) / 4)
     assert all(r["macs"] < r["teacher_macs"] for r in results["runs"])
     assert not any(Path(r["model_path"]).is_absolute() for r in results["runs"])  # relative to --cache-dir
     # validation top-1 is reported only where the teacher never trained on the validation split
