@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,21 +42,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as L
-import torch
 import torch.nn as nn
 from lightning.fabric.utilities.warnings import PossibleUserWarning
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.deploy.result import QuantizedResult
 from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.deploy.stage import QUANTIZED_DIR, run_quantize_stage
 from lightning_spiral.distill import DistillationLoss
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
-from lightning_spiral.io import load_model, load_teacher, save_model
-from lightning_spiral.measure import count_macs, file_size, measure_model
+from lightning_spiral.io import load_model, load_teacher
 from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
-from lightning_spiral.pruning import PruningCallback, prune
+from lightning_spiral.pruning import PruningCallback
 from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, read_report, write_report
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
@@ -67,22 +63,24 @@ from lightning_spiral.spiral.progress import (
     check_logger_choice,
     check_verbose,
     log_stage_result,
-    stage_loggers,
+    stage_trainer,
     stage_summary,
 )
 from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
+from lightning_spiral.spiral.stage_record import failed_stage, is_global_zero, measure_stage
 from lightning_spiral.spiral.validation import (
     check_fraction,
     check_network_fits_data,
     check_positive_int,
     check_stage_epochs,
+    check_run_directory,
     check_strategy_keeps_the_model,
+    check_target_reachable,
     scheduled_probe,
 )
 
 TeacherMode = Literal["previous", "original"]
 TEACHER_MODES: tuple[str, ...] = ("previous", "original")
-MODEL_FILE = "model.pt"
 
 
 def teacher_for_stage(mode: TeacherMode, *, original: nn.Module, previous: nn.Module) -> nn.Module:
@@ -217,17 +215,7 @@ class Spiral:
         self.teacher_checkpoint = None if teacher_checkpoint is None else Path(teacher_checkpoint)
         if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
             raise SpiralConfigError(f"`teacher_checkpoint` {str(self.teacher_checkpoint)!r} does not exist.")
-        self.output_dir = Path(output_dir)
-        if self.resume and not (self.output_dir / "report.json").is_file():
-            raise SpiralConfigError(
-                f"`resume` needs a run directory with a report.json, but {str(self.output_dir)!r} has none "
-                "(the run was interrupted before its teacher stage finished: start it again)."
-            )
-        if (self.output_dir / "report.json").exists() and not (overwrite or self.resume):
-            raise SpiralConfigError(
-                f"`output_dir` {str(self.output_dir)!r} already holds a spiral run (report.json); "
-                "choose a new directory or pass `overwrite=True`."
-            )
+        self.output_dir = check_run_directory(Path(output_dir), overwrite=overwrite, resume=self.resume)
         self.seed = int(seed)
         self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
         self.threads = check_positive_int("threads", threads)
@@ -246,26 +234,8 @@ class Spiral:
         if not self.resume:
             network = self.loaded_teacher if self.loaded_teacher is not None else self.model
             check_network_fits_data(network, self.datamodule)
-            self.check_target_reachable(network)
-
-    def check_target_reachable(self, network: nn.Module) -> None:
-        """With a fixed ``amount`` per stage, prune a copy ``max_stages`` times: is the MACs target in reach?"""
-        probe = self.probe_callback
-        if self.schedule != "constant" or probe.amount is None or probe.global_pruning:
-            return  # schedules land on the target by construction; global ranking depends on trained weights
-        example = torch.randn(1, *self.datamodule.input_shape)
-        copy_ = copy.deepcopy(network)
-        macs = count_macs(copy_, example)
-        for _ in range(self.max_stages):
-            prune(copy_, example, amount=probe.amount, ignored_layers=probe.ignored_layers,
-                  layer_amounts=probe.layer_amounts, round_to=probe.round_to, importance="l1")
-        reachable = count_macs(copy_, example) / macs
-        if reachable > self.target_macs_ratio:
-            raise SpiralConfigError(
-                f"`target_macs_ratio`={self.target_macs_ratio} cannot be reached: `max_stages`={self.max_stages} stages "
-                f"of `amount`={probe.amount} keep {reachable:.1%} of the MACs. Raise `max_stages` or `pruning.amount`, "
-                "or use a `schedule` (geometric, linear, cubic) that lands on the target."
-            )
+            check_target_reachable(self.probe_callback, network, tuple(self.datamodule.input_shape), schedule=self.schedule,
+                                   max_stages=self.max_stages, target_macs_ratio=self.target_macs_ratio)
 
     # ---------------------------------------------------------------------------------- the loop
     def run(self) -> SpiralReport:
@@ -345,7 +315,7 @@ class Spiral:
             module = self.make_module(teacher, teacher=None)
             trainer.fit(module, datamodule=self.datamodule)
         wall_s = time.perf_counter() - start
-        result = self.measure_and_save(0, trainer, module, amount=0.0, wall_s=wall_s, kept=True, note="teacher")
+        result = self.measure(0, trainer, module, amount=0.0, wall_s=wall_s, note="teacher")
         log_stage_result(trainer, result, teacher=result)
         return teacher, result
 
@@ -366,28 +336,17 @@ class Spiral:
         try:
             trainer.fit(module, datamodule=self.datamodule)
         except StageFailedError as err:  # e.g. a non-finite loss: roll back, keep every earlier stage
-            return previous, self.failed_stage(stage, module, callback, time.perf_counter() - start, err)
+            return previous, failed_stage(stage, module.student, tuple(self.datamodule.input_shape), amount=callback.applied_amount,
+                                          wall_s=time.perf_counter() - start, error=err, repeats=self.latency_repeats,
+                                          threads=self.threads)
         wall_s = time.perf_counter() - start
-        result = self.measure_and_save(stage, trainer, module, amount=callback.applied_amount, wall_s=wall_s, kept=True)
+        result = self.measure(stage, trainer, module, amount=callback.applied_amount, wall_s=wall_s)
         judge_stage(result, teacher_result, self.max_accuracy_drop,
                     waypoint=self.stage_targets is not None and stage < self.max_stages)
         log_stage_result(trainer, result, teacher_result)
         if self.verbose:
             rank_zero_info(stage_summary(result, teacher_result, self.max_stages))
         return student, result
-
-    def failed_stage(
-        self, stage: int, module: SpiralModule, callback: PruningCallback, wall_s: float, error: StageFailedError
-    ) -> StageResult:
-        """The record of a stage whose training failed: measured for size and speed, never kept or saved."""
-        rank_zero_warn(f"[Spiral] stage {stage} failed and is rolled back; earlier stages are intact. Reason: {error}")
-        measurement = measure_model(module.student, self.datamodule.input_shape, repeats=self.latency_repeats, threads=self.threads)
-        return StageResult(
-            stage=stage, top1=0.0, val_top1=0.0, params=measurement.params, macs=measurement.macs,
-            latency_ms_b1=measurement.latency_ms_b1, latency_ms_b64=measurement.latency_ms_b64, size_bytes=0,
-            model_path="", kept=False, amount=callback.applied_amount or 0.0, wall_s=wall_s,
-            note=f"failed and rolled back: {error}",
-        )
 
     # ------------------------------------------------------------------------------- the parts
     def stage_callback(self, stage: int, teacher_macs: int, previous_macs: int) -> PruningCallback:
@@ -399,22 +358,14 @@ class Spiral:
         return self.pruning_factory(amount=None, target_macs_ratio=min(relative, 0.999), **overrides)
 
     def make_trainer(self, stage: int | str, epochs: int, callbacks: list[L.Callback]) -> L.Trainer:
-        """A fresh Trainer for ``stage`` (a number, or a folder name); bound callbacks are copied, not shared."""
-        bound = self.trainer_factory.keywords if isinstance(self.trainer_factory, functools.partial) else {}
-        kwargs: dict[str, Any] = {
-            "max_epochs": epochs,
-            "callbacks": [copy.deepcopy(c) for c in bound.get("callbacks") or []] + callbacks,
-        }
-        stage_name = stage if isinstance(stage, str) else f"stage_{stage}"
-        if "default_root_dir" not in bound:
-            kwargs["default_root_dir"] = str(self.output_dir / stage_name)
-        if "logger" not in bound:
-            kwargs["logger"] = stage_loggers(self.output_dir, stage_name, self.loggers) or False
-        if self.verbose == 0:
-            kwargs |= {"enable_progress_bar": False, "enable_model_summary": False}
-        elif self.verbose == 2:
-            kwargs["enable_model_summary"] = True
-        return self.trainer_factory(**kwargs)
+        """A fresh Trainer for ``stage`` (a number, or a folder name), see :func:`~lightning_spiral.spiral.progress.stage_trainer`."""
+        return stage_trainer(self.trainer_factory, self.output_dir, stage if isinstance(stage, str) else f"stage_{stage}",
+                             epochs=epochs, callbacks=callbacks, loggers=self.loggers, verbose=self.verbose)
+
+    def measure(self, stage: int, trainer: L.Trainer, module: SpiralModule, *, amount: float, wall_s: float, note: str = "") -> StageResult:
+        """Measure and save a finished stage (:func:`~lightning_spiral.spiral.stage_record.measure_stage`)."""
+        return measure_stage(stage, trainer, module, self.datamodule, self.output_dir, amount=amount, wall_s=wall_s,
+                             kept=True, note=note, repeats=self.latency_repeats, threads=self.threads)
 
     def make_module(self, student: nn.Module, teacher: nn.Module | None) -> SpiralModule:
         return SpiralModule(
@@ -427,39 +378,9 @@ class Spiral:
             cache_teacher=self.cache_teacher and teacher is not None and self.loss is not None,
         )
 
-    def measure_and_save(
-        self, stage: int, trainer: L.Trainer, module: SpiralModule, *, amount: float, wall_s: float, kept: bool, note: str = ""
-    ) -> StageResult:
-        """Validation and test top-1 of the student, its size and speed; save it to ``stage_<k>/model.pt``."""
-        val = trainer.validate(module, datamodule=self.datamodule, verbose=False)[0]
-        test = trainer.test(module, datamodule=self.datamodule, verbose=False)[0]
-        model_path = Path(f"stage_{stage}") / MODEL_FILE
-        measured = None
-        if self.is_global_zero:  # one process times and writes; under DDP others would share its cores
-            measurement = measure_model(module.student, self.datamodule.input_shape, repeats=self.latency_repeats, threads=self.threads)
-            save_model(module.student, self.output_dir / model_path)
-            measured = (measurement, file_size(self.output_dir / model_path))
-        measurement, size = trainer.strategy.broadcast(measured, src=0)
-        return StageResult(
-            stage=stage,
-            top1=float(test["test/top1"]),
-            val_top1=float(val["val/top1"]),
-            top5=float(test["test/top5"]) if "test/top5" in test else None,
-            params=measurement.params,
-            macs=measurement.macs,
-            latency_ms_b1=measurement.latency_ms_b1,
-            latency_ms_b64=measurement.latency_ms_b64,
-            size_bytes=size,
-            model_path=str(model_path),
-            kept=kept,
-            amount=amount,
-            wall_s=wall_s,
-            note=note,
-        )
-
     @property
     def is_global_zero(self) -> bool:
-        return getattr(rank_zero_only, "rank", 0) == 0
+        return is_global_zero()
 
     def write(self, report: SpiralReport) -> None:
         if self.is_global_zero:

@@ -26,8 +26,11 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as L
 import torch
@@ -155,3 +158,27 @@ __all__ = [
     "stage_loggers",
     "stage_summary",
 ]
+
+
+def stage_trainer(
+    factory: Callable[..., L.Trainer], run_dir: Path, stage_name: str, *, epochs: int, callbacks: list[L.Callback],
+    loggers: LoggerChoice, verbose: int,
+) -> L.Trainer:
+    """A fresh Trainer from the user's ``factory`` for one stage: ``epochs``, the stage's callbacks
+    after copies of those bound in the partial (never shared between stages), and, unless bound,
+    the stage's folder as ``default_root_dir`` and its loggers; ``verbose`` 0 hides the progress bar
+    and model summary, 2 shows the summary."""
+    bound = factory.keywords if isinstance(factory, functools.partial) else {}
+    kwargs: dict[str, Any] = {
+        "max_epochs": epochs,
+        "callbacks": [copy.deepcopy(c) for c in bound.get("callbacks") or []] + callbacks,
+    }
+    if "default_root_dir" not in bound:
+        kwargs["default_root_dir"] = str(run_dir / stage_name)
+    if "logger" not in bound:
+        kwargs["logger"] = stage_loggers(run_dir, stage_name, loggers) or False
+    if verbose == 0:
+        kwargs |= {"enable_progress_bar": False, "enable_model_summary": False}
+    elif verbose == 2:
+        kwargs["enable_model_summary"] = True
+    return factory(**kwargs)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
@@ -11,6 +13,8 @@ import torch
 import torch.nn as nn
 
 from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.measure import count_macs
+from lightning_spiral.pruning import prune
 
 
 def check_fraction(name: str, value: float, open_low: bool = False) -> float:
@@ -95,3 +99,44 @@ def scheduled_probe(pruning: Callable[..., Any], schedule: str) -> Any:
             "(config: `pruning.amount=null`) or use `schedule='constant'`, which prunes that much per stage."
         )
     return pruning(amount=None, target_macs_ratio=0.5)
+
+
+def check_target_reachable(
+    probe: Any, network: nn.Module, input_shape: tuple[int, ...], *, schedule: str, max_stages: int, target_macs_ratio: float
+) -> None:
+    """With a fixed ``amount`` per stage, prune a copy ``max_stages`` times: is the MACs target in reach?
+
+    ``probe`` is a :class:`~lightning_spiral.pruning.PruningCallback` built from the run's ``pruning``
+    partial. Schedules land on the target by construction and global ranking depends on trained
+    weights: neither is checked.
+    """
+    if schedule != "constant" or probe.amount is None or probe.global_pruning:
+        return
+    example = torch.randn(1, *input_shape)
+    copy_ = copy.deepcopy(network)
+    macs = count_macs(copy_, example)
+    for _ in range(max_stages):
+        prune(copy_, example, amount=probe.amount, ignored_layers=probe.ignored_layers,
+              layer_amounts=probe.layer_amounts, round_to=probe.round_to, importance="l1")
+    reachable = count_macs(copy_, example) / macs
+    if reachable > target_macs_ratio:
+        raise SpiralConfigError(
+            f"`target_macs_ratio`={target_macs_ratio} cannot be reached: `max_stages`={max_stages} stages "
+            f"of `amount`={probe.amount} keep {reachable:.1%} of the MACs. Raise `max_stages` or `pruning.amount`, "
+            "or use a `schedule` (geometric, linear, cubic) that lands on the target."
+        )
+
+
+def check_run_directory(output_dir: Path, *, overwrite: bool, resume: bool) -> Path:
+    """``output_dir`` as a run directory: resuming needs a run there, starting anew must not clobber one."""
+    if resume and not (output_dir / "report.json").is_file():
+        raise SpiralConfigError(
+            f"`resume` needs a run directory with a report.json, but {str(output_dir)!r} has none "
+            "(the run was interrupted before its teacher stage finished: start it again)."
+        )
+    if (output_dir / "report.json").exists() and not (overwrite or resume):
+        raise SpiralConfigError(
+            f"`output_dir` {str(output_dir)!r} already holds a spiral run (report.json); "
+            "choose a new directory or pass `overwrite=True`."
+        )
+    return output_dir
