@@ -77,6 +77,12 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     # validation top-1 is reported only where the teacher never trained on the validation split
     assert rows[spiral]["val_top1"] is None and 0 <= rows[f"{spiral}_vsplit"]["val_top1"] <= 1
     assert "KD T 2" in rows[spiral]["recipe"] and "teacher's validation split" in rows[f"{spiral}_vsplit"]["recipe"]
+    # a labels-only variant trains its stages without the teacher's loss
+    labels_only = [*command[:command.index("--variants")], "--variants", "iterative_ft_e24_vsplit", "--seeds", "0", "--out", str(out)]
+    assert subprocess.run(labels_only, capture_output=True, text=True, timeout=600).returncode == 0
+    report = json.loads((tmp_path / "cache" / "smoke" / "search" / "iterative_ft_e24_vsplit" / "t0.5_s0" / "report.json").read_text())
+    assert report["settings"]["loss"] == "None" and len(report["stages"]) == 4
+    assert "no KD" in {row["variant"]: row for row in json.loads(out.read_text())["rows"]}["iterative_ft_e24_vsplit"]["recipe"]
 
 
 def test_committed_results_hold_no_machine_paths() -> None:
