@@ -2,7 +2,7 @@
 
 Every variant compresses the cached ``compare.py`` teacher (quick profile: half-width VGG-BN on the
 CIFAR-10 subset) to 20% and 10% of its MACs with the same 12 training epochs (round 5: 24 epochs for
-the winner and its one-shot baseline alike), the same optimizer and KD settings as ``compare.py``,
+the winner, its one-shot baseline and its labels-only stages alike), the same optimizer and KD settings as ``compare.py``,
 on several seeds. Variants differ in what the issue asks to
 search: how the pruning is split into stages (count, epochs per stage, constant / cubic (AGP)
 schedules), the channel importance (L1, first-order Taylor on the distillation loss, global

@@ -63,8 +63,8 @@ from lightning_spiral.spiral.progress import (
     check_logger_choice,
     check_verbose,
     log_stage_result,
-    stage_trainer,
     stage_summary,
+    stage_trainer,
 )
 from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.stage_record import failed_stage, is_global_zero, measure_stage
@@ -72,8 +72,8 @@ from lightning_spiral.spiral.validation import (
     check_fraction,
     check_network_fits_data,
     check_positive_int,
-    check_stage_epochs,
     check_run_directory,
+    check_stage_epochs,
     check_strategy_keeps_the_model,
     check_target_reachable,
     scheduled_probe,
@@ -365,7 +365,7 @@ class Spiral:
     def measure(self, stage: int, trainer: L.Trainer, module: SpiralModule, *, amount: float, wall_s: float, note: str = "") -> StageResult:
         """Measure and save a finished stage (:func:`~lightning_spiral.spiral.stage_record.measure_stage`)."""
         return measure_stage(stage, trainer, module, self.datamodule, self.output_dir, amount=amount, wall_s=wall_s,
-                             kept=True, note=note, repeats=self.latency_repeats, threads=self.threads)
+                             note=note, repeats=self.latency_repeats, threads=self.threads)
 
     def make_module(self, student: nn.Module, teacher: nn.Module | None) -> SpiralModule:
         return SpiralModule(

@@ -148,18 +148,6 @@ class StageProgress(L.Callback):
         )
 
 
-__all__ = [
-    "LoggerChoice",
-    "StageProgress",
-    "Verbosity",
-    "check_logger_choice",
-    "check_verbose",
-    "log_stage_result",
-    "stage_loggers",
-    "stage_summary",
-]
-
-
 def stage_trainer(
     factory: Callable[..., L.Trainer], run_dir: Path, stage_name: str, *, epochs: int, callbacks: list[L.Callback],
     loggers: LoggerChoice, verbose: int,
@@ -182,3 +170,16 @@ def stage_trainer(
     elif verbose == 2:
         kwargs["enable_model_summary"] = True
     return factory(**kwargs)
+
+
+__all__ = [
+    "LoggerChoice",
+    "StageProgress",
+    "Verbosity",
+    "check_logger_choice",
+    "check_verbose",
+    "log_stage_result",
+    "stage_loggers",
+    "stage_summary",
+    "stage_trainer",
+]

@@ -42,12 +42,14 @@ def measure_stage(
     *,
     amount: float,
     wall_s: float,
-    kept: bool,
     note: str = "",
     repeats: int,
     threads: int,
 ) -> StageResult:
     """Validation and test top-1 of the student, its size and speed; save it to ``stage_<k>/model.pt``.
+
+    The record says ``kept``; the floor check (:func:`~lightning_spiral.spiral.floor.judge_stage`) may
+    roll it back afterwards.
 
     Under DDP every rank validates and tests (Lightning reduces the metrics); rank 0 alone times
     the model and writes the file, then broadcasts what it measured.
@@ -72,7 +74,7 @@ def measure_stage(
         latency_ms_b64=measurement.latency_ms_b64,
         size_bytes=size,
         model_path=str(model_path),
-        kept=kept,
+        kept=True,
         amount=amount,
         wall_s=wall_s,
         note=note,
