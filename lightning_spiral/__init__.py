@@ -5,17 +5,20 @@ Public API:
     - :class:`PruningCallback` — structured channel pruning in ``setup`` (channels physically removed).
     - :class:`DistillationCallback` — distillation added to your own LightningModule by a callback.
     - :class:`KDLoss`, :class:`LogitMSELoss`, :class:`DistillationLoss` — distillation losses.
-    - :class:`Spiral` — the multi-stage driver; :func:`build_spiral` builds it from a Hydra config.
-    - :func:`prune`, :func:`build_model`, :func:`save_model`, :func:`load_model`.
+    - :class:`Spiral` — the multi-stage driver, on your LightningModule or the built-in one; :class:`Monitor`
+      — the validation metric that judges a stage; :func:`build_spiral` builds it from a Hydra config.
+    - :func:`prune`, :func:`build_model`, :func:`register_model`, :func:`save_model`, :func:`load_model`;
+      :func:`restore` / :func:`restore_checkpoint` rebuild a saved network / checkpoint on your own class.
 """
 
 from lightning_spiral.distill import DistillationCallback, DistillationLoss, KDLoss, LogitMSELoss
 from lightning_spiral.errors import SpiralConfigError, SpiralError
-from lightning_spiral.io import load_model, save_model
-from lightning_spiral.models import build_model
+from lightning_spiral.io import load_model, restore, restore_checkpoint, save_model
+from lightning_spiral.models import build_model, register_model
 from lightning_spiral.module import SpiralModule
 from lightning_spiral.pruning import PruningCallback, prune
 from lightning_spiral.spiral import Spiral, build_spiral
+from lightning_spiral.spiral.monitor import Monitor
 
 __version__ = "0.1.0"
 
@@ -24,6 +27,7 @@ __all__ = [
     "DistillationLoss",
     "KDLoss",
     "LogitMSELoss",
+    "Monitor",
     "PruningCallback",
     "Spiral",
     "SpiralConfigError",
@@ -33,5 +37,8 @@ __all__ = [
     "build_spiral",
     "load_model",
     "prune",
+    "register_model",
+    "restore",
+    "restore_checkpoint",
     "save_model",
 ]

@@ -1,16 +1,20 @@
-"""Save and load (pruned) models without pickling code.
+"""Save any (pruned) network and rebuild it without pickling code.
 
 A model file holds plain data only, so ``torch.load(..., weights_only=True)`` reads it and a file
 from a colleague cannot run code on your machine:
 
-- ``format``: the file format tag (``"lightning-spiral-model/1"``);
-- ``spec``: the :class:`~lightning_spiral.models.spec.ModelSpec` — registry name and build
-  arguments, input shape and torch-pruning's pruning history;
+- ``format``: the file format tag (``"lightning-spiral-model/2"``; ``/1`` files still load);
+- ``spec``: the :class:`~lightning_spiral.models.spec.ModelSpec` record — torch-pruning's pruning
+  history, the traced input's shape and dtype, and for a registry model its name and build arguments;
 - ``state_dict``: the weights, as CPU tensors.
 
-Loading rebuilds the architecture from the registry (never from an import path stored in the
-file), replays the pruning history through torch-pruning's dependency graph so the shapes match,
-then loads the weights. Files are written atomically.
+Two ways back, the pattern of NVIDIA ModelOpt's ``save``/``restore``: :func:`restore` takes a
+freshly constructed instance of *your* class and replays the pruning history on it through
+torch-pruning's dependency graph; :func:`load_model` builds a registry model alone (the
+architecture comes from the registry, never from an import path stored in the file). Then the
+weights are loaded strictly. Files are written atomically. :func:`restore_checkpoint` does the
+same for a Lightning checkpoint written during a fit with :class:`~lightning_spiral.PruningCallback`,
+which stores the pruned network's record in it (:mod:`lightning_spiral.model_record`).
 
 :func:`load_teacher` also takes a trained network from files other tools write: a Lightning
 checkpoint (``.ckpt``) of a :class:`~lightning_spiral.SpiralModule` (architecture from the specs it
@@ -20,35 +24,52 @@ so the caller passes the architecture to load them into.
 
 Example:
     >>> import tempfile, torch
-    >>> from lightning_spiral.models import build_model
+    >>> from torch import nn
     >>> from lightning_spiral.pruning import prune
-    >>> net = build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))
-    >>> _ = prune(net, torch.randn(1, 3, 32, 32), amount=0.5)
-    >>> path = tempfile.mkdtemp() + "/model.pt"
+    >>> def make_net() -> nn.Module:  # your own class, with your constructor arguments
+    ...     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    >>> net = prune(make_net(), torch.randn(1, 8), amount=0.5)
+    >>> path = tempfile.mkdtemp() + "/net.pt"
     >>> save_model(net, path)
-    >>> load_model(path).stem[0].out_channels
+    >>> restore(make_net(), path)[0].out_features
     8
+
+    A registry model needs no instance: ``load_model`` builds it from the file.
+
+    >>> from lightning_spiral.models import build_model
+    >>> cnn = prune(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), torch.randn(1, 1, 8, 8), amount=0.5)
+    >>> save_model(cnn, path)
+    >>> load_model(path).features[0][0].out_channels
+    16
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 
 from lightning_spiral.atomic import atomic_torch_save
 from lightning_spiral.errors import ModelFormatError, SpiralConfigError, SpiralError
+from lightning_spiral.model_record import (
+    PRUNED_NETWORKS_KEY,
+    check_unpruned,
+    describe,
+    load_weights,
+    read_file,
+    record_dict,
+    replay_history,
+    same_class_hint,
+)
 from lightning_spiral.models import build_model
-from lightning_spiral.models.pruning_fixups import sync_after_pruning
-from lightning_spiral.models.spec import ModelSpec, attach_spec, spec_of
+from lightning_spiral.models.spec import ModelSpec
 
-MODEL_FORMAT = "lightning-spiral-model/1"
+#: Format tag of files :func:`save_model` writes; ``/2`` added records of networks of the user's own class.
+MODEL_FORMAT = "lightning-spiral-model/2"
+READABLE_FORMATS = ("lightning-spiral-model/1", MODEL_FORMAT)
 #: Key of the architecture specs in a Lightning checkpoint of a SpiralModule.
 CHECKPOINT_KEY = "lightning_spiral_specs"
 #: Where a SpiralModule keeps the network it trains (stage 0 trains the teacher as its student).
@@ -56,31 +77,147 @@ SPIRAL_MODULE_ATTR = "student"
 
 
 def save_model(model: nn.Module, path: str | os.PathLike) -> None:
-    """Write ``model`` (architecture as data + weights) to ``path`` atomically.
+    """Write ``model``'s weights and its record (pruning history, traced input) to ``path`` atomically.
 
-    The model must carry a :class:`ModelSpec`, which :func:`lightning_spiral.models.build_model`
-    attaches and :func:`lightning_spiral.pruning.prune` keeps up to date.
+    Any network can be saved, pruned or not. A registry model
+    (:func:`lightning_spiral.models.build_model`) reloads alone with :func:`load_model`; a network
+    of your own class reloads with :func:`restore` onto a fresh instance of that class.
     """
-    spec = spec_of(model)
-    if spec is None:
-        raise ModelFormatError(
-            f"Cannot save {type(model).__name__}: it carries no ModelSpec, so it could not be rebuilt safely. "
-            "Build it with `lightning_spiral.models.build_model(...)`."
-        )
     state_dict = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-    atomic_torch_save({"format": MODEL_FORMAT, "spec": spec.to_dict(), "state_dict": state_dict}, path)
+    atomic_torch_save({"format": MODEL_FORMAT, "spec": record_dict(model), "state_dict": state_dict}, path)
 
 
 def load_model(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model saved at ``path`` by :func:`save_model`, in eval mode, on the CPU."""
+    """Rebuild the registry model saved at ``path`` by :func:`save_model`, in eval mode, on the CPU.
+
+    Raises:
+        ModelFormatError: the file is not a model file, or holds a network of your own class
+            (then use :func:`restore`).
+    """
     path = Path(path)
-    payload = _read_payload(path)
-    if not is_model_file(payload):
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelFormatError(f"{str(path)!r} has format {found!r}; expected {MODEL_FORMAT!r}.")
-    model = rebuild(ModelSpec.from_dict(payload["spec"]))
-    _load_weights(model, payload["state_dict"], path, "")
+    spec, state = _model_file(path)
+    if spec.name is None:
+        saved = spec.network_class or "your own class"
+        raise ModelFormatError(
+            f"{str(path)!r} holds a network of {saved} (no registry name), which cannot be built from the file "
+            f"alone: construct one and call `lightning_spiral.restore({saved.rsplit('.', 1)[-1]}(...), path)`."
+        )
+    model = rebuild(spec)
+    load_weights(model, state, path, "")
     return model.eval()
+
+
+def restore(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Rebuild the network saved at ``path`` on ``model``, a freshly constructed instance of its class.
+
+    The recorded pruning history is replayed on ``model`` through torch-pruning's dependency graph
+    (its layers shrink to the saved shapes), then the weights are loaded strictly. The file is read
+    with ``torch.load(weights_only=True)``: nothing is unpickled, your class comes from your code.
+
+    Args:
+        model: an unpruned instance built with the saved network's class and constructor arguments.
+        path: a :func:`save_model` file.
+
+    Returns:
+        ``model`` itself, pruned to the saved shapes, with the saved weights, in eval mode.
+
+    Raises:
+        SpiralConfigError: ``model`` is not an ``nn.Module`` or was pruned already.
+        ModelFormatError: the file is unreadable, or its history or weights do not fit ``model``.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from lightning_spiral.models import build_model
+        >>> from lightning_spiral.pruning import prune
+        >>> net = prune(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), torch.randn(1, 1, 8, 8), amount=0.5)
+        >>> path = tempfile.mkdtemp() + "/net.pt"
+        >>> save_model(net, path)
+        >>> restore(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), path).training
+        False
+    """
+    check_unpruned(model, "model")
+    path = Path(path)
+    spec, state = _model_file(path)
+    replay_history(model, spec, repr(str(path)))
+    load_weights(model, state, path, "", hint=same_class_hint(model, spec))
+    return model.eval()
+
+
+def restore_checkpoint(module: nn.Module, path: str | os.PathLike, attr: str | None = None) -> nn.Module:
+    """Load a Lightning checkpoint into ``module``, replaying the pruning its networks went through.
+
+    One line: ``module = restore_checkpoint(LitClassifier(backbone=Backbone()), "last.ckpt")``.
+    :class:`~lightning_spiral.PruningCallback` stores the pruned network's record in every
+    checkpoint of its fit; the file is read with ``torch.load(weights_only=True)``, which a
+    Lightning 2.6 checkpoint passes when its hyperparameters are plain values (as
+    ``save_hyperparameters(ignore=["backbone"])`` leaves them); an object among them is refused.
+
+    Args:
+        module: a freshly constructed LightningModule of the checkpoint's class, its network unpruned.
+        path: a ``.ckpt`` written during a fit with :class:`~lightning_spiral.PruningCallback`.
+        attr: replay only the network at this attribute; ``None``: every network the checkpoint recorded.
+
+    Returns:
+        ``module`` itself, with the pruned shapes and the checkpoint's weights, in eval mode.
+
+    Raises:
+        ModelFormatError: the file is not a readable checkpoint, records no network ``attr``, or
+            its weights do not fit ``module``.
+        SpiralConfigError: ``module`` lacks a recorded network, or it was pruned already.
+
+    Example:
+        >>> import tempfile, lightning.pytorch as L, torch
+        >>> from lightning_spiral.model_record import store_network_record
+        >>> from lightning_spiral.pruning import prune
+        >>> class LitRegressor(L.LightningModule):
+        ...     def __init__(self, net: nn.Module) -> None:
+        ...         super().__init__()
+        ...         self.net = net
+        >>> def make_net() -> nn.Module:
+        ...     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+        >>> module = LitRegressor(prune(make_net(), torch.randn(1, 8), amount=0.5))
+        >>> checkpoint = {"state_dict": module.state_dict()}  # what a fit with PruningCallback writes:
+        >>> store_network_record(checkpoint, module, module.net)  # ... its on_save_checkpoint adds this
+        >>> path = tempfile.mkdtemp() + "/last.ckpt"
+        >>> torch.save(checkpoint, path)
+        >>> restore_checkpoint(LitRegressor(make_net()), path).net[0].out_features
+        8
+    """
+    path = Path(path)
+    payload = read_file(path)
+    if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
+        raise ModelFormatError(f"{str(path)!r} is not a Lightning checkpoint (no 'state_dict'); found {describe(payload)}.")
+    for name, record in _pruned_networks(payload, attr, path).items():
+        network = _network_at(module, name)
+        check_unpruned(network, f"module.{name}" if name else "module")
+        replay_history(network, ModelSpec.from_dict(record), f"the checkpoint {str(path)!r}")
+    load_weights(module, payload["state_dict"], path, "",
+                 hint=f"Construct {type(module).__name__} (and its network) as the run that wrote the checkpoint did.")
+    return module.eval()
+
+
+def _pruned_networks(payload: dict[str, Any], attr: str | None, path: Path) -> dict[str, dict[str, Any]]:
+    """The network records of a checkpoint to replay: all of them, or the one at ``attr``."""
+    records = payload.get(PRUNED_NETWORKS_KEY) or {}
+    if attr is None:
+        return records
+    if attr not in records:
+        raise ModelFormatError(
+            f"`attr`={attr!r} names no pruned network recorded in {str(path)!r}; it records {sorted(records)} "
+            "(a checkpoint written during a fit with PruningCallback records the network it pruned)."
+        )
+    return {attr: records[attr]}
+
+
+def _network_at(module: nn.Module, name: str) -> nn.Module:
+    """``module``'s submodule at the attribute path ``name`` (``""``: the module itself)."""
+    try:
+        return module.get_submodule(name)
+    except AttributeError as err:
+        raise SpiralConfigError(
+            f"`module` ({type(module).__name__}) has no network {name!r}, which the checkpoint records as pruned; "
+            "construct the module the way the run that wrote the checkpoint did."
+        ) from err
 
 
 def load_teacher(path: str | os.PathLike, model: nn.Module | None = None, attr: str | None = None) -> nn.Module:
@@ -88,8 +225,9 @@ def load_teacher(path: str | os.PathLike, model: nn.Module | None = None, attr: 
 
     Args:
         path: a :func:`save_model` file, a Lightning checkpoint (``.ckpt``) or a plain state dict of tensors.
-        model: the architecture to load weights-only files into (its weights are replaced in place);
-            ``None`` for files that carry their own (model files, SpiralModule checkpoints).
+        model: the architecture to load weights-only files into (its weights are replaced in place),
+            or to :func:`restore` a saved network of your own class onto; ``None`` for files that
+            carry their own (registry model files, SpiralModule checkpoints).
         attr: the attribute of the LightningModule that holds the network (``"net"`` for
             ``self.net``); default ``"student"``, where a SpiralModule keeps it. In a plain state
             dict, a key prefix to strip (default: none).
@@ -105,14 +243,14 @@ def load_teacher(path: str | os.PathLike, model: nn.Module | None = None, attr: 
         True
     """
     path = Path(path)
-    payload = _read_payload(path)
+    payload = read_file(path)
     if is_model_file(payload):
-        if model is not None:
+        if _is_registry_file(payload) and model is not None:
             raise SpiralConfigError(
                 f"`teacher_checkpoint` {str(path)!r} is a lightning-spiral model file that carries its own architecture; "
                 "pass `model`=None with it."
             )
-        return load_model(path)
+        return load_model(path) if model is None else restore(model, path)
     state, spec, prefix = _weights_in(payload, path, attr)
     if model is None:
         if spec is None:
@@ -121,35 +259,35 @@ def load_teacher(path: str | os.PathLike, model: nn.Module | None = None, attr: 
                 "node) with the architecture they belong to."
             )
         model = rebuild(ModelSpec.from_dict(spec))
-    _load_weights(model, state, path, prefix)
+    load_weights(model, state, path, prefix)
     return model.eval()
 
 
 def carries_architecture(path: str | os.PathLike, attr: str | None = None) -> bool:
-    """Whether ``path`` can be loaded without an architecture: a model file or a SpiralModule checkpoint."""
+    """Whether ``path`` loads without an architecture: a registry model file or a SpiralModule checkpoint."""
     path = Path(path)
-    payload = _read_payload(path)
-    return is_model_file(payload) or _weights_in(payload, path, attr)[1] is not None
+    payload = read_file(path)
+    if is_model_file(payload):
+        return _is_registry_file(payload)
+    return _weights_in(payload, path, attr)[1] is not None
 
 
 def is_model_file(payload: Any) -> bool:
-    """Whether a loaded file is in :func:`save_model`'s format."""
-    return isinstance(payload, dict) and payload.get("format") == MODEL_FORMAT
+    """Whether a loaded file is in :func:`save_model`'s format (any readable version)."""
+    return isinstance(payload, dict) and payload.get("format") in READABLE_FORMATS
 
 
-def _read_payload(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True``: tensors and plain containers, never code."""
-    if not path.is_file():
-        raise ModelFormatError(f"`path` {str(path)!r} does not exist or is not a file.")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise ModelFormatError(
-            f"{str(path)!r} is not a readable lightning-spiral model file ({type(err).__name__}: {err}). "
-            "It may be truncated, corrupt, or contain pickled code, which is refused. For a Lightning checkpoint "
-            "with pickled hyperparameters, save its weights alone: "
-            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt')."
-        ) from err
+def _is_registry_file(payload: dict[str, Any]) -> bool:
+    return isinstance(payload.get("spec"), dict) and payload["spec"].get("name") is not None
+
+
+def _model_file(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """The record and the weights of the :func:`save_model` file at ``path``."""
+    payload = read_file(path)
+    if not is_model_file(payload):
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelFormatError(f"{str(path)!r} has format {found!r}; expected one of {list(READABLE_FORMATS)}.")
+    return ModelSpec.from_dict(payload["spec"]), payload["state_dict"]
 
 
 def _weights_in(payload: Any, path: Path, attr: str | None) -> tuple[dict[str, torch.Tensor], dict | None, str]:
@@ -169,41 +307,14 @@ def _weights_in(payload: Any, path: Path, attr: str | None) -> tuple[dict[str, t
         return payload, None, f"{attr}." if attr else ""
     raise ModelFormatError(
         f"{str(path)!r} is neither a lightning-spiral model file, a Lightning checkpoint (a dict with 'state_dict') "
-        f"nor a state dict of tensors; found {_describe(payload)}."
+        f"nor a state dict of tensors; found {describe(payload)}."
     )
 
 
-def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, prefix: str) -> None:
-    """Load the ``prefix``-ed entries of ``state`` into ``model``; every key and shape must match."""
-    weights = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
-    expected = {key: value.shape for key, value in model.state_dict().items()}
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong_shape = [f"{k}: file {tuple(weights[k].shape)}, model {tuple(expected[k])}"
-                   for k in sorted(set(expected) & set(weights)) if weights[k].shape != expected[k]]  # fmt: skip
-    if missing or unexpected or wrong_shape:
-        raise ModelFormatError(
-            f"The weights in {str(path)!r}{f' under {prefix!r}' if prefix else ''} do not fit the "
-            f"{type(model).__name__} they are loaded into: missing {_first(missing)}, unexpected {_first(unexpected)}, "
-            f"other shapes {_first(wrong_shape)}. Check the `model` config and `teacher_checkpoint_attr`."
-        )
-    model.load_state_dict(weights)
-
-
-def _first(items: list[str], count: int = 3) -> str:
-    """Up to ``count`` items and how many more, for error messages."""
-    more = f" and {len(items) - count} more" if len(items) > count else ""
-    return f"{items[:count]}{more}"
-
-
-def _describe(payload: Any) -> str:
-    if isinstance(payload, dict):
-        return f"a dict with the keys {sorted(map(str, payload))[:8]}"
-    return f"a {type(payload).__name__}"
-
-
 def rebuild(spec: ModelSpec) -> nn.Module:
-    """Build ``spec``'s architecture from the registry and replay its pruning history (weights random)."""
+    """Build ``spec``'s registry architecture and replay its pruning history (weights random)."""
+    if spec.name is None or spec.kwargs is None:
+        raise ModelFormatError(f"The record names no registry architecture (a network of {spec.network_class}): use `restore`.")
     kwargs = dict(spec.kwargs)
     if kwargs.get("weights") is not None:
         kwargs["weights"] = None  # the file holds the weights: never download pretrained ones to overwrite
@@ -211,10 +322,4 @@ def rebuild(spec: ModelSpec) -> nn.Module:
         model = build_model(spec.name, input_shape=spec.input_shape, **kwargs)
     except SpiralError as err:
         raise ModelFormatError(f"The model file names an architecture that cannot be built: {err}") from err
-    if spec.pruning_history:
-        model.eval()
-        with torch.enable_grad():  # the dependency graph is traced through autograd
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, *spec.input_shape))
-            graph.load_pruning_history([list(step) for step in spec.pruning_history])
-        sync_after_pruning(model)
-    return attach_spec(model, ModelSpec.from_dict(spec.to_dict()))
+    return replay_history(model, spec, f"the {spec.name!r} record")

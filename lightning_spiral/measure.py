@@ -90,14 +90,24 @@ def count_macs(model: nn.Module, example_inputs: torch.Tensor) -> int:
     Returns:
         The MACs of one sample, as an integer.
 
+    Raises:
+        SpiralConfigError: ``example_inputs`` do not run through ``model``.
+
     Example:
         >>> count_macs(nn.Linear(10, 5), torch.randn(1, 10))  # 10 * 5 weights + 5 bias adds
         55
     """
     # count_ops_and_params (1.6.1) counts on a deep copy in eval mode; switching the original to
     # eval as well keeps BatchNorm statistics safe should a later version count in place.
-    with _eval_mode(model), torch.no_grad():
-        macs, _params = tp.utils.count_ops_and_params(model, example_inputs)
+    try:
+        with _eval_mode(model), torch.no_grad():
+            macs, _params = tp.utils.count_ops_and_params(model, example_inputs)
+    except (RuntimeError, TypeError, ValueError, IndexError) as err:
+        raise SpiralConfigError(
+            f"`example_inputs` of shape {tuple(example_inputs.shape)} do not run through {type(model).__name__} "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}), so its MACs cannot be counted. Pass a batch its "
+            "forward takes (what your `training_step` passes to it, after any reshaping)."
+        ) from err
     return int(macs)
 
 

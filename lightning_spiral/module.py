@@ -27,16 +27,14 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import lightning.pytorch as L
-from lightning.pytorch.utilities import rank_zero_warn
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_spiral.distill.combine import DistillationInputs, distillation_terms, feature_paths, loss_terms, prepare_terms
-from lightning_spiral.distill.taps import FeatureTaps
-from lightning_spiral.distill.teacher_cache import TeacherOutputCache
+from lightning_spiral.distill.combine import feature_paths
+from lightning_spiral.distill.engine import Distiller, Terms, first_training_batch, select_output
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
 from lightning_spiral.io import CHECKPOINT_KEY, rebuild
 from lightning_spiral.models.spec import ModelSpec, spec_of
@@ -78,10 +76,12 @@ class SpiralModule(L.LightningModule):
             Refused when the datamodule's ``augment`` is on; dropped with a warning if inputs
             turn out not to repeat. Logit terms only (features are not cached).
 
-    Feature terms of the loss (FitNets, attention transfer, RKD on features) are read through
-    :class:`~lightning_spiral.distill.FeatureTaps` hooks set up at the start of every fit, after
-    pruning; their learnable parts (adapters, a learned temperature) join the optimizer, and each
-    term is logged as ``train/loss/<name>``.
+    Distillation runs through :class:`~lightning_spiral.distill.engine.Distiller` (``self.distiller``),
+    the engine :class:`~lightning_spiral.DistillationCallback` uses too: it freezes the teacher, taps
+    features, caches teacher outputs and evaluates the loss in float32. Feature terms (FitNets,
+    attention transfer, RKD on features) are tapped at the start of every fit, after pruning; their
+    learnable parts (adapters, a learned temperature) are part of ``self.loss`` and so join the
+    optimizer, and each term is logged as ``train/loss/<name>``.
     """
 
     def __init__(
@@ -102,6 +102,10 @@ class SpiralModule(L.LightningModule):
             raise SpiralConfigError("`loss` is None but a `teacher` was given; pass a DistillationLoss such as KDLoss().")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise SpiralConfigError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
+        if mutual and (teacher is None or any(feature_paths(loss))):
+            raise SpiralConfigError("`mutual`=True needs a teacher and a loss of logit terms only (no feature paths).")
+        if cache_teacher and teacher is None:
+            raise SpiralConfigError("`cache_teacher`=True needs a `teacher` (its outputs are what is cached), got None.")
         self.student = student
         self.teacher = teacher
         self.loss = loss
@@ -110,22 +114,19 @@ class SpiralModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.mutual = bool(mutual)
         self.teacher_lr = teacher_lr
-        if loss is not None:
-            loss_terms(loss)  # validates the loss type now
-        if self.mutual and (teacher is None or any(feature_paths(loss))):
-            raise SpiralConfigError("`mutual`=True needs a teacher and a loss of logit terms only (no feature paths).")
-        if teacher is not None and not self.mutual:
-            teacher.eval().requires_grad_(False)
-        self._taps: tuple[FeatureTaps, FeatureTaps] | None = None
         self.cache_teacher = bool(cache_teacher)
-        if self.cache_teacher and (teacher is None or self.mutual or any(feature_paths(loss))):
-            raise SpiralConfigError(
-                "`cache_teacher`=True needs a frozen teacher and a loss of logit terms only (no mutual mode, no feature paths)."
-            )
-        self._cache: TeacherOutputCache | None = None
+        self.distiller: Distiller | None = None
+        self._bind_distiller()
         self.train_metrics = self._metrics("train")
         self.val_metrics = self._metrics("val")
         self.test_metrics = self._metrics("test")
+
+    def _bind_distiller(self) -> None:
+        """The engine over this module's teacher and loss (again after a checkpoint rebuilt the teacher)."""
+        if self.teacher is None or self.loss is None:
+            return
+        self.distiller = Distiller(self.teacher, self.loss, cache_teacher=self.cache_teacher, frozen=not self.mutual)
+        self.distiller.freeze_teacher()
 
     def _metrics(self, split: Split) -> MetricCollection:
         metrics: dict[str, MulticlassAccuracy] = {"top1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro")}
@@ -136,8 +137,8 @@ class SpiralModule(L.LightningModule):
     def train(self, mode: bool = True) -> "SpiralModule":
         """Switch the student's mode; a frozen teacher stays in eval mode (frozen BatchNorm, no dropout)."""
         super().train(mode)
-        if self.teacher is not None and not self.mutual:
-            self.teacher.eval()
+        if self.distiller is not None:
+            self.distiller.freeze_teacher()
         return self
 
     # ------------------------------------------------------------------------------ checkpoints
@@ -156,85 +157,57 @@ class SpiralModule(L.LightningModule):
             self.student = _matching_network(self.student, specs["student"], state, "student.")
         if specs.get("teacher") is not None:
             self.teacher = _matching_network(self.teacher, specs["teacher"], state, "teacher.")
-            if not self.mutual:
-                self.teacher.eval().requires_grad_(False)
+            self._bind_distiller()
 
-    # ------------------------------------------------------------------------ feature distillation
+    # ------------------------------------------------------------------------ distillation engine
     def setup(self, stage: str) -> None:
-        """After pruning (callbacks' ``setup`` ran first): hook feature taps and build adapters."""
-        if stage != "fit" or self.teacher is None or self.loss is None:
+        """After pruning (callbacks' ``setup`` ran first): hook feature taps, build adapters, start the cache."""
+        if stage != "fit" or self.distiller is None:
             return
-        if self.cache_teacher:
-            if getattr(self.trainer.datamodule, "augment", False):
-                raise SpiralConfigError(
-                    "`cache_teacher`=True needs the same inputs every epoch, but the datamodule's `augment` is True "
-                    "(random crops and flips). Set `augment=False` or `cache_teacher=False`."
-                )
-            self._cache = TeacherOutputCache()
-        student_paths, teacher_paths = feature_paths(self.loss)
-        if not student_paths and not teacher_paths:
-            return
-        self._taps = (FeatureTaps(self.student, student_paths), FeatureTaps(self.teacher, teacher_paths))
-        x, target = next(iter(self.trainer.datamodule.train_dataloader()))
-        student_mode = self.student.training
-        self.student.eval()  # a look at the shapes must not move BatchNorm statistics
-        with torch.no_grad():
-            prepare_terms(self.loss, self._inputs(self.student(x), self.teacher(x), target))
-        self.student.train(student_mode)
+        self.distiller.attach(self.student, self.trainer.datamodule)
+        if self.distiller.has_features:
+            x, target = first_training_batch(self.trainer)
+            self.distiller.prepare(self.student, x, target)
 
     def teardown(self, stage: str) -> None:
-        if stage == "fit" and self._taps is not None:  # hooks must not follow the student into the next stage
-            for taps in self._taps:
-                taps.close()
-            self._taps = None
-
-    def on_train_epoch_end(self) -> None:
-        if self._cache is not None:
-            if self.current_epoch >= 1 and self._cache.misses:
-                rank_zero_warn(
-                    f"Teacher outputs missed the cache in epoch {self.current_epoch} ({self._cache.misses} samples): "
-                    "training inputs do not repeat (random augmentation?). The cache is dropped for this stage."
-                )
-                self._cache = None
-            else:
-                self._cache.hits = self._cache.misses = 0
+        if stage == "fit" and self.distiller is not None:  # hooks must not follow the student into the next stage
+            self.distiller.close()
 
     def on_train_epoch_start(self) -> None:
-        for module in self.loss.modules() if self.loss is not None else ():
-            if hasattr(module, "set_epoch"):  # temperature schedules
-                module.set_epoch(self.current_epoch)
+        if self.distiller is not None:
+            self.distiller.start_epoch(self.current_epoch)
 
-    def _inputs(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> DistillationInputs:
-        student_features, teacher_features = ({}, {}) if self._taps is None else (self._taps[0].features, self._taps[1].features)
-        return DistillationInputs(student_logits, teacher_logits, target, dict(student_features), dict(teacher_features))
+    def on_train_epoch_end(self) -> None:
+        if self.distiller is not None:
+            self.distiller.end_epoch(self.current_epoch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.student(x)
+        return select_output(self.student(x))  # (N, C): logits, also of networks returning `.logits`
 
-    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Terms]:
         """The loss the student is trained with (distillation, or CE without a teacher), its logits and terms."""
-        logits = self.student(x)  # (N, C)
-        if self.teacher is None:
+        logits = self(x)  # (N, C)
+        if self.distiller is None:
             return F.cross_entropy(logits.float(), target), logits, {}
-        teacher_logits = self._cache.lookup(x) if self._cache is not None else None
-        if teacher_logits is None:
-            with torch.set_grad_enabled(self.mutual and torch.is_grad_enabled()):
-                teacher_logits = self.teacher(x)  # (N, C)
-            if self._cache is not None:
-                self._cache.store(x, teacher_logits)
-        total, terms = distillation_terms(self.loss, self._inputs(logits, teacher_logits.detach(), target))
-        if self.mutual:  # the teacher learns from the labels and the student in the same way
-            teacher_total, _ = distillation_terms(self.loss, self._inputs(teacher_logits, logits.detach(), target))
-            total, terms = total + teacher_total, {**terms, "teacher": teacher_total.detach()}
+        if self.mutual:
+            return self.mutual_loss(logits, x, target)
+        total, terms = self.distiller.compute(logits, x, target)
         return total, logits, terms
+
+    def mutual_loss(self, logits: torch.Tensor, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Terms]:
+        """Deep mutual learning: student and teacher each learn from the labels and the other's detached logits."""
+        teacher_logits = self.distiller.teacher_output(x)  # (N, C), with gradients: the teacher is trained too
+        total, terms = self.distiller.terms(logits, teacher_logits.detach(), target)
+        teacher_total, _ = self.distiller.terms(teacher_logits, logits.detach(), target)
+        return total + teacher_total, logits, {**terms, "teacher": teacher_total.detach()}
 
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], split: Split) -> torch.Tensor:
         x, target = batch
-        terms: dict[str, torch.Tensor] = {}
+        terms: Terms = {}
         if split == "train":
             loss, logits, terms = self.training_loss(x, target)
         else:  # validation and test: the student's own cross-entropy, comparable across stages
-            logits = self.student(x)
+            logits = self(x)
             loss = F.cross_entropy(logits.float(), target)
         if not torch.isfinite(loss):
             raise StageFailedError(

@@ -52,6 +52,6 @@ def sweep_objective(report: SpiralReport, macs_budget: float | None = None) -> f
     budget = check_macs_budget(macs_budget)
     final = report.final
     if budget is None:
-        return final.val_top1
+        return final.val_score
     macs_ratio = final.macs / report.teacher.macs
-    return final.val_top1 if macs_ratio <= budget else -(macs_ratio - budget)
+    return final.val_score if macs_ratio <= budget else -(macs_ratio - budget)

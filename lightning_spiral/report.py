@@ -56,7 +56,7 @@ REPORT_PLOT = "spiral.png"
 
 # Columns of the terminal and markdown tables; numbers are right-aligned.
 _COLUMNS = (
-    "stage", "kept", "top-1 %", "Δ pts", "val %", "params", "MACs", "MACs %",
+    "stage", "kept", "top-1 %", "Δ pts", "val", "params", "MACs", "MACs %",
     "b1 ms", "b64 ms", "speedup b64", "size", "note",
 )  # fmt: skip
 _TEXT_COLUMNS = frozenset({"stage", "kept", "note"})
@@ -68,8 +68,9 @@ class StageResult:
 
     Args:
         stage: stage number; 0 is the teacher.
-        top1: test top-1 accuracy as a fraction in [0, 1].
-        val_top1: validation top-1 accuracy as a fraction in [0, 1].
+        top1: test top-1 accuracy as a fraction in [0, 1] (``val/top1`` and ``test/top1`` are what
+            :class:`~lightning_spiral.SpiralModule` logs); ``None`` when the module logs no top-1.
+        val_top1: validation top-1 accuracy as a fraction in [0, 1], or ``None``.
         params: number of parameters.
         macs: multiply-accumulates of one sample's forward pass.
         latency_ms_b1: median CPU latency at batch size 1, milliseconds.
@@ -81,6 +82,8 @@ class StageResult:
         wall_s: wall time of the stage's training, seconds.
         note: free text, e.g. why the stage was rolled back.
         top5: test top-5 accuracy as a fraction, when measured.
+        val_score: the monitored validation value that judged the stage (default: ``val_top1``).
+        metrics: everything the module logged in validation and test, by key.
 
     Example:
         >>> r = StageResult(stage=1, top1=0.75, val_top1=0.76, params=10, macs=100, latency_ms_b1=0.5,
@@ -91,8 +94,8 @@ class StageResult:
     """
 
     stage: int
-    top1: float
-    val_top1: float
+    top1: float | None
+    val_top1: float | None
     params: int
     macs: int
     latency_ms_b1: float
@@ -104,8 +107,12 @@ class StageResult:
     wall_s: float
     note: str = ""
     top5: float | None = None
+    val_score: float | None = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.val_score is None:
+            self.val_score = self.val_top1
         if self.stage < 0:
             raise SpiralConfigError(f"`stage` must be >= 0 (0 is the teacher), got {self.stage!r}.")
         accuracies = {"top1": self.top1, "val_top1": self.val_top1, "top5": self.top5}
@@ -256,9 +263,27 @@ def read_report(run_dir: str | os.PathLike) -> SpiralReport:
     return SpiralReport.from_dict(json.loads((Path(run_dir) / REPORT_JSON).read_text(encoding="utf-8")))
 
 
+def monitor_key(report: SpiralReport) -> str:
+    """The validation key that judged the run's stages (``val/top1`` for runs recorded before monitors)."""
+    return (report.settings.get("monitor") or {}).get("key", "val/top1")
+
+
+def format_score(key: str, value: float | None) -> str:
+    """A monitored value: top-1 as a percentage (``91.20``), anything else with 4 significant digits.
+
+    Example:
+        >>> format_score("val/top1", 0.912), format_score("val_loss", 0.012345), format_score("val_acc", None)
+        ('91.20', '0.01235', '–')
+    """
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}" if key == "val/top1" else f"{value:.4g}"
+
+
 def table_rows(report: SpiralReport) -> list[list[str]]:
     """The formatted cells of the report table, teacher first, one row per stage, then the quantized model."""
-    rows = [list(_cells(result, report.teacher).values()) for result in (report.teacher, *report.stages)]
+    key = monitor_key(report)
+    rows = [list(_cells(result, report.teacher, key).values()) for result in (report.teacher, *report.stages)]
     if report.quantized is not None:
         rows.append(list(_quantized_cells(report.quantized, report.teacher).values()))
     return rows
@@ -274,13 +299,12 @@ def summary_line(report: SpiralReport) -> str:
         >>> summary_line(SpiralReport(teacher=t))
         'Final: teacher, top-1 80.00 % (+0.00 pts), 100.0 % of the MACs, 1.00× the batch-64 speed.'
     """
-    final = report.final
-    cells = _cells(final, report.teacher)
+    final, key = report.final, monitor_key(report)
+    cells = _cells(final, report.teacher, key)
     name = "teacher" if final.stage == 0 else f"stage {final.stage}"
-    return (
-        f"Final: {name}, top-1 {cells['top-1 %']} % ({cells['Δ pts']} pts), "
-        f"{cells['MACs %']} % of the MACs, {cells['speedup b64']} the batch-64 speed."
-    )
+    quality = (f"top-1 {cells['top-1 %']} % ({cells['Δ pts']} pts)" if final.top1 is not None
+               else f"{key} {cells['val']} (teacher {format_score(key, report.teacher.val_score)})")
+    return f"Final: {name}, {quality}, {cells['MACs %']} % of the MACs, {cells['speedup b64']} the batch-64 speed."
 
 
 def render_markdown(report: SpiralReport) -> str:
@@ -293,6 +317,8 @@ def render_markdown(report: SpiralReport) -> str:
         *("| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in table_rows(report)),
         "",
         summary_line(report),
+        "",
+        f"The `val` column is the monitored validation value, `{monitor_key(report)}`.",
         "",
         f"Machine: {_key_values(report.machine)}",
         "",
@@ -316,7 +342,7 @@ def render_table(report: SpiralReport) -> Table:
     for column in columns:
         table.add_column(column, justify="left" if column in _TEXT_COLUMNS else "right", no_wrap=True)
     for result in results:
-        cells = _cells(result, report.teacher)
+        cells = _cells(result, report.teacher, monitor_key(report))
         table.add_row(*(cells[column] for column in columns), style=None if result.kept else "dim")
     if report.quantized is not None:
         cells = _quantized_cells(report.quantized, report.teacher)
@@ -368,16 +394,16 @@ def format_bytes(value: float) -> str:
     return _scaled(value, (" B", " kB", " MB", " GB"))
 
 
-def _cells(result: StageResult, teacher: StageResult) -> dict[str, str]:
-    """One table row, keyed by column name."""
+def _cells(result: StageResult, teacher: StageResult, key: str) -> dict[str, str]:
+    """One table row, keyed by column name; ``key`` names the monitored value of the ``val`` column."""
     macs_ratio = _ratio(result.macs, teacher.macs)
     speedup = _ratio(teacher.latency_ms_b64, result.latency_ms_b64)
     values = (
         "teacher" if result.stage == 0 else str(result.stage),
         "yes" if result.kept else "no",
-        f"{100 * result.top1:.2f}",
-        f"{100 * (result.top1 - teacher.top1):+.2f}",
-        f"{100 * result.val_top1:.2f}",
+        "–" if result.top1 is None else f"{100 * result.top1:.2f}",
+        "–" if result.top1 is None or teacher.top1 is None else f"{100 * (result.top1 - teacher.top1):+.2f}",
+        format_score(key, result.val_score),
         format_count(result.params),
         format_count(result.macs),
         "–" if macs_ratio is None else f"{100 * macs_ratio:.1f}",
@@ -398,7 +424,7 @@ def _quantized_cells(result: QuantizedResult, teacher: StageResult) -> dict[str,
         "stage": result.kind,
         "top-1 %": f"{100 * result.top1:.2f}",
         "Δ pts": f"{100 * (result.top1 - teacher.top1):+.2f}",
-        "val %": f"{100 * result.val_top1:.2f}",
+        "val": f"{100 * result.val_top1:.2f}",
         "b1 ms": f"{result.latency_ms_b1:.2f}",
         "b64 ms": f"{result.latency_ms_b64:.2f}",
         "speedup b64": "–" if speedup is None else f"{speedup:.2f}×",
@@ -416,23 +442,27 @@ def _mark_quantized(axes: Axes, result: QuantizedResult, x: float) -> None:
 def _draw_panel(axes: Axes, report: SpiralReport, x_of: Callable[[StageResult], float], xlabel: str) -> None:
     """Kept stages joined in order from the teacher; each rolled-back attempt dotted from its start."""
     teacher = report.teacher
+    by_top1 = teacher.top1 is not None  # else the monitored validation value, e.g. a loss
+
+    def value(result: StageResult) -> float | None:
+        return result.top1 if by_top1 else result.val_score
 
     def point(result: StageResult) -> tuple[float, float]:
-        return x_of(result), 100 * result.top1
+        return x_of(result), 100 * value(result) if by_top1 else value(result)
 
     path = [teacher, *(result for result in report.stages if result.kept)]
     axes.plot(*zip(*map(point, path)), "-o", color="C0", label="kept stage", zorder=2)
-    rolled_back = [result for result in report.stages if not result.kept]
+    rolled_back = [result for result in report.stages if not result.kept and value(result) is not None]  # failed: no value
     for result in rolled_back:
         start = _last_kept_before(report, result.stage)
         axes.plot(*zip(point(start), point(result)), ":", color="C3", zorder=1)
     if rolled_back:
         axes.scatter(*zip(*map(point, rolled_back)), marker="x", s=60, color="C3", label="rolled back", zorder=3)
     axes.scatter(*point(teacher), marker="*", s=220, color="C1", label="teacher", zorder=4)
-    for result in (teacher, *report.stages):
+    for result in (teacher, *path[1:], *rolled_back):
         axes.annotate(str(result.stage), point(result), textcoords="offset points", xytext=(5, 5), fontsize=8)
     axes.set_xlabel(xlabel)
-    axes.set_ylabel("test top-1 (%)")
+    axes.set_ylabel("test top-1 (%)" if by_top1 else f"validation {monitor_key(report)}")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
 

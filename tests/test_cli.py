@@ -93,3 +93,19 @@ def test_the_command_releases_the_process_group_its_trainers_left(tmp_path) -> N
     release_process_group()
     assert not dist.is_initialized()
     release_process_group()  # nothing to release: no error
+
+
+def test_cli_runs_a_users_own_module_named_by_target(tmp_path) -> None:
+    """A user package's LightningModule and network by `_target_`, judged on the module's own `val_acc`."""
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(tests)}
+    args = ["--config-dir", str(tests / "user_project" / "conf"), "experiment=user_classifier", "spiral.latency_repeats=2",
+            "trainer.enable_progress_bar=false", "spiral.verbose=0", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run([sys.executable, "-m", "lightning_spiral", *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["settings"]["module"] == "LitClassifier" and report["settings"]["network"] == "backbone"
+    assert [s["stage"] for s in report["stages"]] == [1, 2, 3]
+    assert report["final"]["val_score"] == report["final"]["metrics"]["val_acc"]
+    assert report["final"]["macs"] <= 0.3 * report["teacher"]["macs"]

@@ -82,3 +82,28 @@ def test_bad_arguments() -> None:
         SpiralModule(student, teacher, loss=None)
     with pytest.raises(SpiralConfigError, match="`num_classes` must be an int >= 2, got 1"):
         SpiralModule(student, num_classes=1)
+
+
+class LogitsOutput(torch.nn.Module):
+    """A network returning an object with ``.logits``, as Hugging Face classifiers do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.network = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
+
+    def forward(self, x: torch.Tensor):
+        return type("Output", (), {"logits": self.network(x)})()
+
+
+def test_distillation_goes_through_the_shared_engine(tiny_data) -> None:
+    teacher, loss = LogitsOutput(), KDLoss()
+    module = SpiralModule(LogitsOutput(), teacher, loss=loss, num_classes=10)
+    assert module.distiller.teacher is teacher and module.distiller.loss is loss and SpiralModule(LogitsOutput()).distiller is None
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2)
+    trainer.fit(module, datamodule=tiny_data)
+    assert torch.isfinite(trainer.callback_metrics["train/loss_epoch"]) and "val/top1" in trainer.callback_metrics
+
+
+def test_cache_without_a_teacher_is_refused() -> None:
+    with pytest.raises(SpiralConfigError, match=r"`cache_teacher`=True needs a `teacher` \(its outputs are what is cached\), got None"):
+        SpiralModule(torch.nn.Linear(4, 3), num_classes=3, cache_teacher=True)

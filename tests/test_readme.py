@@ -38,3 +38,13 @@ def test_readme_own_module_example_runs(tmp_path, monkeypatch) -> None:
 def test_readme_api_imports_exist() -> None:
     imports = next(block for block in _python_blocks() if block.lstrip().startswith("from lightning_spiral import ("))
     exec(compile(imports, str(README), "exec"), {})  # noqa: S102
+
+
+def test_readme_own_project_example_runs(tmp_path, monkeypatch) -> None:
+    example = next(block for block in _python_blocks() if "module=LitClassifier(backbone=Backbone())" in block)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    report, net = namespace["report"], namespace["net"]
+    assert report.final.stage == 3 and report.final.macs <= 0.3 * report.teacher.macs
+    assert net.l1[0].out_channels < 32 and "val_acc" in report.final.metrics

@@ -2,8 +2,10 @@
 
 Logit losses are called as ``loss(student_logits, teacher_logits, target)``; feature losses as
 ``loss(student_feature, teacher_feature)`` with the features tapped at their module paths;
-:class:`WeightedSum` combines named terms of both kinds. :class:`DistillationCallback` adds a logit
-loss to any LightningModule's own training step.
+:class:`WeightedSum` combines named terms of both kinds. :class:`Distiller` is the one engine
+(frozen teacher, feature taps, teacher cache, output selection, float32 math) behind both
+:class:`~lightning_spiral.SpiralModule` and :class:`DistillationCallback`, which adds any of these
+losses to a LightningModule's own training step.
 """
 
 from lightning_spiral.distill.attention import AttentionTransferLoss
@@ -12,6 +14,7 @@ from lightning_spiral.distill.callback import DistillationCallback
 from lightning_spiral.distill.ce import LabelCrossEntropy
 from lightning_spiral.distill.combine import DistillationInputs, WeightedSum, distillation_terms, feature_paths
 from lightning_spiral.distill.dkd import DKDLoss
+from lightning_spiral.distill.engine import Distiller, select_output
 from lightning_spiral.distill.feature_base import FeatureLoss
 from lightning_spiral.distill.fitnet import FitNetLoss
 from lightning_spiral.distill.kd import KDLoss
@@ -27,6 +30,7 @@ __all__ = [
     "DistillationCallback",
     "DistillationInputs",
     "DistillationLoss",
+    "Distiller",
     "FeatureLoss",
     "FeatureTaps",
     "FitNetLoss",
@@ -38,4 +42,5 @@ __all__ = [
     "WeightedSum",
     "distillation_terms",
     "feature_paths",
+    "select_output",
 ]

@@ -21,6 +21,11 @@ import torch.nn as nn
 from lightning_spiral.errors import SpiralConfigError
 
 
+def freeze_teacher(teacher: nn.Module) -> nn.Module:
+    """The one place a teacher is frozen: eval mode (frozen BatchNorm, no dropout) and no gradients."""
+    return teacher.eval().requires_grad_(False)
+
+
 def check_alpha(alpha: float) -> float:
     """Validate a mixing weight between the hard-label and the distillation term."""
     if not 0.0 <= alpha <= 1.0:

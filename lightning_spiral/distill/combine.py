@@ -27,11 +27,16 @@ from lightning_spiral.errors import SpiralConfigError
 
 @dataclasses.dataclass
 class DistillationInputs:
-    """Everything a distillation term may read for one batch."""
+    """Everything a distillation term may read for one batch.
 
-    student_logits: torch.Tensor  # (N, C)
-    teacher_logits: torch.Tensor  # (N, C)
-    target: torch.Tensor  # (N,)
+    ``student_logits`` / ``teacher_logits`` are the selected network outputs: ``(N, C)`` logits for
+    classification, any shape for task-agnostic losses (``LogitMSELoss``); ``target`` is ``(N,)``
+    class indices, a float tensor, or ``None`` when no term reads labels.
+    """
+
+    student_logits: torch.Tensor  # (N, C) or (N, ...)
+    teacher_logits: torch.Tensor  # same shape as the student's
+    target: torch.Tensor | None  # (N,) class indices, float targets, or None
     student_features: dict[str, torch.Tensor]
     teacher_features: dict[str, torch.Tensor]
 
@@ -74,7 +79,10 @@ def loss_terms(loss: nn.Module) -> dict[str, tuple[float, nn.Module]]:
         return {name: (loss.weights[name], term) for name, term in loss.losses.items()}
     if isinstance(loss, (DistillationLoss, FeatureLoss)):
         return {"distill": (1.0, loss)}
-    raise SpiralConfigError(f"`loss` must be a DistillationLoss, FeatureLoss or WeightedSum, got {type(loss).__name__}.")
+    raise SpiralConfigError(
+        f"`loss` must be a DistillationLoss (KDLoss, DKDLoss, LogitMSELoss, ...), a FeatureLoss (FitNetLoss, "
+        f"AttentionTransferLoss, RKDLoss) or a WeightedSum of them, got {type(loss).__name__}."
+    )
 
 
 def feature_paths(loss: nn.Module) -> tuple[list[str], list[str]]:

@@ -3,8 +3,8 @@
 Every model built here carries a :class:`~lightning_spiral.models.spec.ModelSpec` recording the
 call, so ``build_model(spec.name, input_shape=spec.input_shape, **spec.kwargs)`` rebuilds the same
 architecture in a fresh process. That is how :mod:`lightning_spiral.io` reloads saved models
-without unpickling code: names are looked up only in this registry (built-ins and
-``torchvision.<name>``), never imported from arbitrary dotted paths.
+without unpickling code: names are looked up only in this registry (built-ins, builders added
+with :func:`register_model`, and ``torchvision.<name>``), never imported from arbitrary dotted paths.
 
 Example:
     >>> from lightning_spiral.models.spec import spec_of
@@ -55,8 +55,8 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
     """Build the registered model ``name`` and attach the :class:`ModelSpec` that rebuilds it.
 
     Args:
-        name: one of :data:`MODEL_NAMES`, or ``"torchvision.<name>"`` for a torchvision
-            classification model (e.g. ``"torchvision.resnet18"``).
+        name: one of :data:`MODEL_NAMES`, a name added with :func:`register_model`, or
+            ``"torchvision.<name>"`` for a torchvision classification model (e.g. ``"torchvision.resnet18"``).
         num_classes: number of output logits, at least 2.
         input_shape: shape of one sample, ``(C, H, W)``; ``C`` sets the model's input channels.
         **kwargs: the model's own arguments, plain JSON values only (sequences are stored as lists):
@@ -91,12 +91,71 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
     return attach_spec(model, ModelSpec(name=name, kwargs={"num_classes": num_classes, **kwargs}, input_shape=shape))
 
 
+def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Add ``builder`` to the registry under ``name``, so :func:`build_model`, configs and :func:`load_model` know it.
+
+    Like the built-ins, ``builder`` takes ``num_classes`` and ``in_channels`` plus its own keyword
+    arguments (plain JSON values). Register it before :func:`~lightning_spiral.load_model` reads a
+    file that names it, in every process. Registering is for names in configs: a network of any
+    class can also be saved unregistered and rebuilt with :func:`~lightning_spiral.restore`.
+
+    Args:
+        name: a new name, not a built-in and not starting with ``"torchvision."``.
+        builder: a callable ``builder(num_classes=..., in_channels=..., **kwargs) -> nn.Module``.
+            Registering the same builder again (the same object, or one of the same module and
+            qualified name, as a re-run notebook cell makes) replaces it; a different one is refused.
+
+    Raises:
+        SpiralConfigError: a bad or taken name, or a builder that is not callable or lacks
+            ``num_classes`` / ``in_channels``.
+
+    Example:
+        >>> from torch import nn
+        >>> def tiny_mlp(num_classes: int, in_channels: int, hidden: int = 16) -> nn.Module:
+        ...     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        >>> register_model("tiny_mlp", tiny_mlp)
+        >>> build_model("tiny_mlp", num_classes=10, input_shape=(1, 8, 8), hidden=8)[1].out_features
+        8
+    """
+    if not isinstance(name, str) or not name.strip() or name.startswith(TORCHVISION_PREFIX):
+        raise SpiralConfigError(f"`name` must be a non-empty str not starting with {TORCHVISION_PREFIX!r}, got {name!r}.")
+    if name in MODEL_NAMES:
+        raise SpiralConfigError(f"`name` {name!r} is a built-in model and cannot be replaced; built-ins: {list(MODEL_NAMES)}.")
+    _check_builder(builder)
+    registered = _BUILDERS.get(name)
+    if registered is not None and _qualified_name(registered) != _qualified_name(builder):
+        raise SpiralConfigError(
+            f"`name` {name!r} is already registered to {_qualified_name(registered)}, got {_qualified_name(builder)}; "
+            "choose another name."
+        )
+    _BUILDERS[name] = builder
+
+
+def _check_builder(builder: Callable[..., nn.Module]) -> None:
+    """``builder`` must be callable with the registry's ``num_classes`` and ``in_channels`` keywords."""
+    if not callable(builder):
+        raise SpiralConfigError(f"`builder` must be a callable returning an nn.Module, got {type(builder).__name__}.")
+    parameters = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    lacking = [name for name in _RESERVED if name not in parameters and not takes_any]
+    if lacking:
+        raise SpiralConfigError(
+            f"`builder` {_qualified_name(builder)} must take the keyword arguments {list(_RESERVED)} like the built-ins; "
+            f"it lacks {lacking}."
+        )
+
+
+def _qualified_name(builder: Callable[..., nn.Module]) -> str:
+    return f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', type(builder).__name__)}"
+
+
 def _builder(name: str) -> Callable[..., nn.Module]:
     """The registered builder of ``name``; torchvision names get the model name bound."""
     if isinstance(name, str) and name in _BUILDERS:
         return _BUILDERS[name]
     if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
         return functools.partial(build_torchvision_model, name.removeprefix(TORCHVISION_PREFIX))
+    # the built-ins only: the wording must not depend on what this process registered
     raise SpiralConfigError(f"`name` must be one of {list(MODEL_NAMES)} or 'torchvision.<name>', got {name!r}.")
 
 

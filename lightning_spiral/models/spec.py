@@ -1,16 +1,27 @@
 """Architecture-as-data: what is needed to rebuild a (pruned) model without unpickling code.
 
-A :class:`ModelSpec` travels with a model as an attribute. It names the architecture by the
-registry of :func:`lightning_spiral.models.build_model` (a name plus keyword arguments, all plain
-JSON values), the input shape used to trace it, and torch-pruning's pruning history — the list of
-``[module_name, is_out_channel_pruning, channel_indices]`` steps that turn the freshly built
-architecture into the pruned one. :mod:`lightning_spiral.io` stores the spec next to the weights.
+A :class:`ModelSpec` travels with a model as an attribute (it survives ``copy.deepcopy``) and is
+stored next to the weights by :mod:`lightning_spiral.io`. It always records torch-pruning's
+pruning history — the ``[module_name, is_out_channel_pruning, channel_indices]`` steps that turn
+the freshly built network into the pruned one — and the shape and dtype of the example input the
+network was traced with (``"int64"`` for token ids), which replaying the history needs again.
+
+A registry model also has a ``name`` and build ``kwargs`` (plain JSON values), so
+:func:`lightning_spiral.load_model` builds it alone. A network of the user's own class has
+``name=None`` and ``kwargs=None``: the user constructs the instance and
+:func:`lightning_spiral.restore` replays the history on it. ``network_class`` (``"pkg.mod.Class"``)
+only words error messages; nothing is ever imported from it.
 
 Example:
-    >>> import torch.nn as nn
-    >>> net = attach_spec(nn.Linear(4, 2), ModelSpec(name="my_linear", kwargs={}, input_shape=(4,)))
-    >>> spec_of(net).name
-    'my_linear'
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> _ = attach_spec(net, ModelSpec(input_shape=(4,)))
+    >>> spec = spec_of(net)
+    >>> spec.name, spec.network_class, spec.input_dtype
+    (None, 'torch.nn.modules.container.Sequential', 'float32')
+    >>> example_for(spec, net).shape
+    torch.Size([1, 4])
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from lightning_spiral.errors import ModelFormatError
@@ -29,51 +41,109 @@ PruningStep = list  # [module_name: str, is_out_channel_pruning: bool, indices: 
 
 @dataclasses.dataclass
 class ModelSpec:
-    """How to rebuild a model: registry name, build arguments, input shape, pruning history.
+    """How to rebuild a model: registry name and build arguments (if any), traced input, pruning history.
 
     Args:
-        name: architecture name understood by :func:`lightning_spiral.models.build_model`.
-        kwargs: keyword arguments of the build call (plain JSON values only).
-        input_shape: shape of one input sample, without the batch dimension (e.g. ``(3, 32, 32)``).
+        name: architecture name understood by :func:`lightning_spiral.models.build_model`;
+            ``None`` for a network of the user's own class.
+        kwargs: keyword arguments of the build call (plain JSON values); ``None`` exactly when ``name`` is.
+        input_shape: shape of one input sample, without the batch dimension (e.g. ``(3, 32, 32)``);
+            ``None`` only for a never-pruned network of the user's class (nothing to replay).
         pruning_history: torch-pruning steps applied since the model was built, in order.
+        input_dtype: dtype of the traced input, as a ``torch`` attribute name (``"float32"``, ``"int64"``).
+        network_class: ``module.QualName`` of the network, for messages only (not compared, never imported).
     """
 
-    name: str
-    kwargs: dict[str, Any]
-    input_shape: tuple[int, ...]
+    name: str | None = None
+    kwargs: dict[str, Any] | None = None
+    input_shape: tuple[int, ...] | None = None
     pruning_history: list[PruningStep] = dataclasses.field(default_factory=list)
+    input_dtype: str = "float32"
+    network_class: str | None = dataclasses.field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if (self.name is None) != (self.kwargs is None):
+            raise ModelFormatError(
+                f"A model spec has `name` and `kwargs` both or neither, got {self.name!r} and {self.kwargs!r}."
+            )
+        if self.pruning_history and self.input_shape is None:
+            raise ModelFormatError("A model spec with a pruning history needs the `input_shape` it was traced with.")
+        if not isinstance(getattr(torch, self.input_dtype, None), torch.dtype):
+            raise ModelFormatError(
+                f"`input_dtype` must name a torch dtype such as 'float32' or 'int64', got {self.input_dtype!r}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-value form, safe for JSON and for ``torch.load(weights_only=True)``."""
         return {
             "name": self.name,
-            "kwargs": dict(self.kwargs),
-            "input_shape": list(self.input_shape),
+            "kwargs": None if self.kwargs is None else dict(self.kwargs),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "input_dtype": self.input_dtype,
             "pruning_history": [list(step) for step in self.pruning_history],
+            "network_class": self.network_class,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
-        """Inverse of :meth:`to_dict`; raises :class:`ModelFormatError` on a malformed dict."""
+        """Inverse of :meth:`to_dict`, also for files written before ``input_dtype`` and ``network_class``.
+
+        Raises:
+            ModelFormatError: a key is missing or a value has the wrong type.
+        """
         missing = {"name", "kwargs", "input_shape", "pruning_history"} - set(data)
         if missing:
             raise ModelFormatError(f"Model spec is missing the keys {sorted(missing)}; found {sorted(data)}.")
-        return cls(
-            name=str(data["name"]),
-            kwargs=dict(data["kwargs"]),
-            input_shape=tuple(int(d) for d in data["input_shape"]),
-            pruning_history=[
-                [str(name), bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in data["pruning_history"]
-            ],
-        )
+        try:
+            return cls(
+                name=None if data["name"] is None else str(data["name"]),
+                kwargs=None if data["kwargs"] is None else dict(data["kwargs"]),
+                input_shape=None if data["input_shape"] is None else tuple(int(d) for d in data["input_shape"]),
+                pruning_history=[
+                    [str(name), bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in data["pruning_history"]
+                ],
+                input_dtype=str(data.get("input_dtype", "float32")),
+                network_class=data.get("network_class"),
+            )
+        except (TypeError, ValueError) as err:
+            raise ModelFormatError(f"Model spec has a malformed value ({type(err).__name__}: {err}).") from err
 
 
 def attach_spec(model: nn.Module, spec: ModelSpec) -> nn.Module:
-    """Attach ``spec`` to ``model`` (it then survives ``copy.deepcopy``) and return the model."""
+    """Attach ``spec`` to ``model`` (it then survives ``copy.deepcopy``), naming its class; return the model."""
+    spec.network_class = class_path(model)
     object.__setattr__(model, _SPEC_ATTRIBUTE, spec)
     return model
 
 
 def spec_of(model: nn.Module) -> ModelSpec | None:
-    """The :class:`ModelSpec` attached to ``model``, or ``None`` for a model built elsewhere."""
+    """The :class:`ModelSpec` attached to ``model``, or ``None`` for a network never built or pruned by us."""
     return getattr(model, _SPEC_ATTRIBUTE, None)
+
+
+def record_of(model: nn.Module) -> ModelSpec:
+    """``model``'s spec, or an empty one (user class, no history) attached now for a network that has none."""
+    spec = spec_of(model)
+    if spec is None:
+        attach_spec(model, spec := ModelSpec())
+    return spec
+
+
+def record_pruning(model: nn.Module, steps: list[PruningStep], example_inputs: torch.Tensor) -> None:
+    """Append ``steps`` to ``model``'s record; the first pruning of a user's network records its traced input."""
+    spec = record_of(model)
+    if spec.input_shape is None:
+        spec.input_shape = tuple(int(d) for d in example_inputs.shape[1:])
+        spec.input_dtype = str(example_inputs.dtype).removeprefix("torch.")
+    spec.pruning_history.extend(steps)
+
+
+def example_for(spec: ModelSpec, model: nn.Module) -> torch.Tensor:
+    """A batch of one zero input of the recorded shape and dtype on ``model``'s device, to trace it again."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return torch.zeros(1, *(spec.input_shape or ()), dtype=getattr(torch, spec.input_dtype), device=device)
+
+
+def class_path(model: nn.Module) -> str:
+    """``module.QualName`` of ``model``'s class, e.g. ``'my_project.nets.ConvNet'``."""
+    return f"{type(model).__module__}.{type(model).__qualname__}"

@@ -25,7 +25,9 @@ import torch.nn as nn
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
-from lightning_spiral.measure import count_macs, count_params
+from lightning_spiral.measure import _eval_mode, count_macs, count_params
+from lightning_spiral.model_record import store_network_record
+from lightning_spiral.models.spec import spec_of
 from lightning_spiral.module_network import network_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
 from lightning_spiral.pruning.structured import check_amount, check_one_target, check_round_to, prune
@@ -55,12 +57,18 @@ class PruningCallback(L.Callback):
         attr: attribute of the LightningModule holding the network to prune; ``None`` means
             ``"student"`` when the module has one (as :class:`~lightning_spiral.SpiralModule` does),
             else the LightningModule itself.
-        example_input_shape: shape of one input sample used to trace the graph, e.g. ``(3, 32, 32)``;
-            ``None`` uses the module's ``example_input_array`` or one batch of the training data.
+        example_input: a batch the network takes, used to trace the graph (its first sample), e.g.
+            ``torch.randint(0, 1000, (1, 16))`` for token ids; ``None``: see ``example_input_shape``.
+        example_input_shape: instead of ``example_input``: the shape of one float input sample, e.g.
+            ``(3, 32, 32)`` (zeros are traced). With neither, the module's ``example_input_array`` or
+            the first training batch (its first item) is used; it must run through the network as it
+            is, so a ``training_step`` that reshapes batches needs one of the two.
         taylor_batches: training batches whose gradients feed the ``"taylor"`` criterion.
         verbose: 0 silent, 1 one line per pruning, 2 also the layer widths.
 
     The callback prunes once per instance (``state_dict()["pruned"]``); build a new one per stage.
+    Checkpoints written during the fit carry the pruned network's record, so
+    :func:`~lightning_spiral.restore_checkpoint` loads them into a freshly constructed module.
     """
 
     def __init__(
@@ -76,6 +84,7 @@ class PruningCallback(L.Callback):
         global_pruning: bool = False,
         round_to: int | None = None,
         attr: str | None = None,
+        example_input: torch.Tensor | None = None,
         example_input_shape: Sequence[int] | None = None,
         taylor_batches: int = 8,
         verbose: int = 1,
@@ -94,13 +103,7 @@ class PruningCallback(L.Callback):
         self.global_pruning = bool(global_pruning)
         self.round_to = check_round_to(round_to)
         self.attr = attr
-        if example_input_shape is not None and (
-            len(example_input_shape) == 0 or any(int(d) < 1 for d in example_input_shape)
-        ):
-            raise SpiralConfigError(
-                f"`example_input_shape` must be the shape of one sample with positive sizes, e.g. (3, 32, 32), "
-                f"got {example_input_shape!r}."
-            )
+        self.example_input = check_example_input(example_input, example_input_shape)
         self.example_input_shape = None if example_input_shape is None else tuple(int(d) for d in example_input_shape)
         if isinstance(taylor_batches, bool) or not isinstance(taylor_batches, int) or taylor_batches < 1:
             raise SpiralConfigError(f"`taylor_batches` must be an integer >= 1, got {taylor_batches!r}.")
@@ -141,6 +144,12 @@ class PruningCallback(L.Callback):
             "importance": self.importance,
             "summary": dict(self.summary),
         }
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Store the pruned network's record, which :func:`~lightning_spiral.restore_checkpoint` replays."""
+        network = self.network_of(pl_module)
+        if spec_of(network) is not None:  # pruned in this fit or an earlier one
+            store_network_record(checkpoint, pl_module, network)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pruned = bool(state_dict["pruned"])
@@ -200,15 +209,63 @@ class PruningCallback(L.Callback):
         return network_of(pl_module, self.attr)
 
     def example_inputs(self, trainer: L.Trainer, pl_module: L.LightningModule, network: nn.Module) -> torch.Tensor:
-        """One input sample (batch of 1) on the network's device, used to trace the graph."""
-        device = next(network.parameters()).device
+        """One input sample (batch of 1) on the network's device, checked to run through the network."""
+        example, source = self.example_and_source(trainer, pl_module)
+        example = example[:1].to(next(network.parameters()).device)
+        check_network_runs(network, example, source)
+        return example
+
+    def example_and_source(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[torch.Tensor, str]:
+        """The example input batch and where it came from, in the order the class docstring gives."""
+        if self.example_input is not None:
+            return self.example_input, "`example_input`"
         if self.example_input_shape is not None:
-            return torch.randn(1, *self.example_input_shape, device=device)
-        if pl_module.example_input_array is not None and isinstance(pl_module.example_input_array, torch.Tensor):
-            return pl_module.example_input_array[:1].to(device)
+            # zeros, not random values: the global RNG stays as the user seeded it
+            return torch.zeros(1, *self.example_input_shape), "`example_input_shape`"
+        if isinstance(pl_module.example_input_array, torch.Tensor):
+            return pl_module.example_input_array, f"{type(pl_module).__name__}.example_input_array"
         batch = next(iter(training_dataloader(trainer, needed_for="Tracing the network without `example_input_shape`")))
-        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return inputs[:1].to(device)
+        return (batch[0] if isinstance(batch, (list, tuple)) else batch), "the first training batch"
+
+
+def check_example_input(
+    example_input: torch.Tensor | None, example_input_shape: Sequence[int] | None
+) -> torch.Tensor | None:
+    """Validate the two ways of giving the tracing input; return the first sample of ``example_input`` (CPU)."""
+    if example_input is not None and (
+        not isinstance(example_input, torch.Tensor) or example_input.dim() < 1 or len(example_input) < 1
+    ):
+        shown = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__
+        raise SpiralConfigError(
+            f"`example_input` must be a tensor batch (N, ...) with N >= 1 that the network takes, got {shown}."
+        )
+    if example_input is not None and example_input_shape is not None:
+        raise SpiralConfigError(
+            f"Pass at most one of `example_input` and `example_input_shape`, got a tensor of shape "
+            f"{tuple(example_input.shape)} and {example_input_shape!r}."
+        )
+    if example_input_shape is not None and (
+        len(example_input_shape) == 0 or any(int(d) < 1 for d in example_input_shape)
+    ):
+        raise SpiralConfigError(
+            f"`example_input_shape` must be the shape of one sample with positive sizes, e.g. (3, 32, 32), "
+            f"got {example_input_shape!r}."
+        )
+    return None if example_input is None else example_input[:1].detach().cpu().clone()
+
+
+def check_network_runs(network: nn.Module, example: torch.Tensor, source: str) -> None:
+    """One forward pass in eval mode; a failure names the network, the input's shape, its source and the fix."""
+    try:
+        with _eval_mode(network), torch.no_grad():
+            network(example)
+    except (RuntimeError, TypeError, ValueError, IndexError) as err:
+        raise SpiralConfigError(
+            f"{type(network).__name__} cannot take the example input of shape {tuple(example.shape)} from {source} "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}). If your `training_step` reshapes batches before "
+            "calling the network, pass PruningCallback `example_input=` (a batch the network takes) or "
+            "`example_input_shape=`, or set `example_input_array` on the module to what the network takes."
+        ) from err
 
 
 def training_dataloader(trainer: L.Trainer, needed_for: str) -> Iterable[Any]:

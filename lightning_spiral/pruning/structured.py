@@ -5,8 +5,11 @@ input, BatchNorm, residual additions, concatenations) is cut consistently, so th
 smaller dense network that is faster without sparse kernels. This is the pruning *core*: the
 :class:`~lightning_spiral.pruning.PruningCallback` only decides *when* to call it.
 
-The steps applied are appended to the model's :class:`~lightning_spiral.models.spec.ModelSpec`
-pruning history, so :func:`lightning_spiral.load_model` can rebuild the pruned shapes safely.
+The steps applied are appended to the pruning history of the model's
+:class:`~lightning_spiral.models.spec.ModelSpec` — attached now to a network of the user's own
+class, with the traced input's shape and dtype — so :func:`lightning_spiral.restore` (any class)
+and :func:`lightning_spiral.load_model` (registry models) rebuild the pruned shapes safely. A step
+that fails leaves the model exactly as it was (:class:`ModuleSnapshot`).
 
 Example:
     >>> import torch
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -28,7 +32,7 @@ import torch_pruning as tp
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_pruning
-from lightning_spiral.models.spec import PruningStep, spec_of
+from lightning_spiral.models.spec import PruningStep, record_pruning
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
 from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio
 
@@ -128,7 +132,11 @@ def prune(
             with attention heads also keep multiples of their head count.
 
     Returns:
-        The same ``model`` object, with smaller layers.
+        The same ``model`` object, with smaller layers and the steps appended to its pruning history.
+
+    Raises:
+        PruningError: torch-pruning or the check forward after it failed; every submodule's
+            parameters, buffers and attributes are back as they were.
     """
     check_one_target(amount, target_macs_ratio, target_params_ratio, target_latency_ms)
     check_importance_name(importance)
@@ -156,34 +164,44 @@ def prune(
     for name, layer_amount in (layer_amounts or {}).items():
         (layer,) = resolve_layers(model, [name], argument="layer_amounts")
         overrides[layer] = check_amount(layer_amount)
+    pruner_options = dict(importance=make_importance(importance), pruning_ratio=amount, pruning_ratio_dict=overrides or None,
+                          global_pruning=global_pruning, ignored_layers=ignored, round_to=round_to)
+    steps = _prune_or_roll_back(model, example_inputs, pruner_options)
+    record_pruning(model, steps, example_inputs)
+    return model
+
+
+def _prune_or_roll_back(model: nn.Module, example_inputs: torch.Tensor, pruner_options: dict[str, Any]) -> list[PruningStep]:
+    """One torch-pruning step and a check forward; on any failure every submodule is put back as it was.
+
+    Returns:
+        The steps applied, as plain values (``[module_name, is_out_channel_pruning, indices]``).
+    """
     was_training = model.training
     model.eval()  # tracing runs a forward pass: in train mode it would corrupt BatchNorm statistics
+    snapshot = ModuleSnapshot(model)
+    tracker = LastModuleEntered(model)
     try:
-        with torch.enable_grad(), LastModuleEntered(model) as tracker:  # the graph is traced through autograd
-            pruner = RoundingMetaPruner(
-                model,
-                example_inputs,
-                importance=make_importance(importance),
-                pruning_ratio=amount,
-                pruning_ratio_dict=overrides or None,
-                global_pruning=global_pruning,
-                ignored_layers=ignored,
-                round_to=round_to,
-            )
+        with torch.enable_grad(), tracker:  # the graph is traced through autograd
+            pruner = RoundingMetaPruner(model, example_inputs, **pruner_options)
             pruner.step()
             sync_after_pruning(model)
             tracker.reset()
             with torch.no_grad():
                 model(example_inputs)  # a layer that pruning cannot handle shows up here, not mid-training
-    except (RuntimeError, KeyError, AttributeError, IndexError, ValueError) as err:
+    except BaseException as err:  # also Ctrl-C: never leave a half-pruned model behind
+        snapshot.restore()
+        if not isinstance(err, Exception):
+            raise
         raise PruningError(
             f"{type(model).__name__} cannot be pruned structurally: layer {tracker.last!r} failed with "
-            f"{type(err).__name__}: {err}. Hint: add {tracker.last!r} (or the layer feeding it) to `ignored_layers`."
+            f"{type(err).__name__}: {err}. The model is left as it was. Hint: add {tracker.last!r} (or the layer "
+            "feeding it) to `ignored_layers`."
         ) from err
     finally:
         model.train(was_training)
-    _record_history(model, pruner.pruning_history())
-    return model
+    return [[str(name), bool(is_out), [int(i) for i in torch.as_tensor(idxs).flatten().tolist()]]
+            for name, is_out, idxs in pruner.pruning_history()]
 
 
 class RoundingMetaPruner(tp.pruner.MetaPruner):
@@ -200,6 +218,47 @@ class RoundingMetaPruner(tp.pruner.MetaPruner):
         kept = current_channels - n_pruned
         kept = max(kept - kept % round_to, min(round_to, current_channels))
         return max(current_channels - kept, 0)
+
+
+class ModuleSnapshot:
+    """The parameters, buffers, child modules and plain attributes of every submodule, to undo a failed step.
+
+    torch-pruning replaces pruned tensors by new objects and rewrites plain attributes such as
+    ``out_channels``, so references to the old objects (no copies) are enough to put every submodule
+    back as it was. The module objects themselves are kept: references the user (or an optimizer)
+    holds to submodules and parameters stay valid.
+
+    Example:
+        >>> from torch import nn
+        >>> layer = nn.Linear(4, 2)
+        >>> weight, snapshot = layer.weight, ModuleSnapshot(layer)
+        >>> layer.weight, layer.out_features = nn.Parameter(weight[:1]), 1
+        >>> snapshot.restore()
+        >>> layer.weight is weight, layer.out_features
+        (True, 2)
+    """
+
+    _TABLES = ("_parameters", "_buffers", "_modules")
+
+    def __init__(self, model: nn.Module) -> None:
+        self._states = [(module, self._state_of(module)) for module in model.modules()]
+
+    @classmethod
+    def _state_of(cls, module: nn.Module) -> dict[str, Any]:
+        plain = {key: value for key, value in vars(module).items() if not key.startswith("_")}
+        return plain | {table: dict(getattr(module, table)) for table in cls._TABLES}
+
+    def restore(self) -> None:
+        """Put every submodule back as it was when the snapshot was taken."""
+        for module, state in self._states:
+            for key in [key for key in vars(module) if not key.startswith("_") and key not in state]:
+                del vars(module)[key]  # a plain attribute the failed step added
+            for key, value in state.items():
+                if key in self._TABLES:  # refill the module's own dicts: other code may hold them
+                    getattr(module, key).clear()
+                    getattr(module, key).update(value)
+                else:
+                    vars(module)[key] = value
 
 
 class LastModuleEntered:
@@ -222,15 +281,3 @@ class LastModuleEntered:
     def __exit__(self, *exc_info: object) -> None:
         for handle in self._handles:
             handle.remove()
-
-
-def _record_history(model: nn.Module, history: list) -> None:
-    """Append torch-pruning's steps, as plain values, to the model's spec (if it has one)."""
-    spec = spec_of(model)
-    if spec is None:
-        return
-    steps: list[PruningStep] = [
-        [str(name), bool(is_out), [int(i) for i in torch.as_tensor(idxs).flatten().tolist()]]
-        for name, is_out, idxs in history
-    ]
-    spec.pruning_history.extend(steps)

@@ -2,8 +2,12 @@
 
 The config has the nodes ``data``, ``model``, ``distill``, ``pruning`` (a partial), ``trainer`` (a
 partial), ``quantize`` (the optional last stage) and ``spiral`` (the driver's own settings, including the optimizer and scheduler
-partials), plus ``seed``. The model node receives ``num_classes`` and ``input_shape`` from the
-instantiated datamodule, so model configs never repeat data facts. With ``spiral.teacher_checkpoint``
+partials), plus ``seed``, and optionally ``module``: your own LightningModule by ``_target_`` (its
+network nested in it, lightning-hydra-template style), with ``spiral.network`` naming the attribute
+that holds the network and ``spiral.monitor`` the validation metric that judges a stage; the
+``model`` node is then unused. The model node receives ``num_classes`` and ``input_shape`` from the
+instantiated datamodule when its target takes them, so model configs never repeat data facts and
+your own network class (``model._target_=my_package.MyNet``) needs no such arguments. With ``spiral.teacher_checkpoint``
 the model node is the architecture of a weights-only file (a state dict, a Lightning checkpoint of
 your own module); it is not built for files that carry their own (a model file, a SpiralModule checkpoint).
 
@@ -20,13 +24,15 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
 from lightning_spiral.errors import SpiralError
@@ -42,12 +48,14 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = 
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model initialisation is part of the run
     with spiral_errors_unwrapped():
         datamodule = instantiate(cfg.data)
-        model = None  # a resumed run, or a teacher file that carries its own architecture, needs no model
-        if not resume and needs_model(cfg):
-            model = instantiate(cfg.model, num_classes=datamodule.num_classes, input_shape=list(datamodule.input_shape), _convert_="all")
+        module = instantiate(cfg.module, _convert_="all") if cfg.get("module") is not None else None
+        model = None  # a user's module, a resumed run, or a teacher file that carries its own architecture, needs no model
+        if module is None and not resume and needs_model(cfg):
+            model = instantiate(cfg.model, **data_facts(cfg.model, datamodule), _convert_="all")
         return instantiate(
             cfg.spiral,
             model=model,
+            module=module,
             datamodule=datamodule,
             trainer=instantiate(cfg.trainer),
             pruning=instantiate(cfg.pruning),
@@ -58,6 +66,17 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = 
             seed=cfg.seed,
             _convert_="all",
         )
+
+
+def data_facts(node: DictConfig, datamodule: L.LightningDataModule) -> dict[str, Any]:
+    """``num_classes`` and ``input_shape`` of the data, for those of them the model's ``_target_`` accepts."""
+    facts = {"num_classes": getattr(datamodule, "num_classes", None), "input_shape": list(getattr(datamodule, "input_shape", []))}
+    try:
+        parameters = inspect.signature(get_object(node._target_)).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return facts  # Hydra reports a target it cannot import in its own words
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    return {name: value for name, value in facts.items() if (takes_any or name in parameters) and name not in node}
 
 
 def needs_model(cfg: DictConfig) -> bool:

@@ -40,7 +40,9 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.measure import count_macs
+from lightning_spiral.module_network import network_of
 from lightning_spiral.report import StageResult
+from lightning_spiral.spiral.monitor import Monitor
 
 LoggerChoice = Literal["auto", "csv", "tensorboard", "none"]
 Verbosity = Literal[0, 1, 2]
@@ -85,16 +87,18 @@ def log_stage_result(trainer: L.Trainer, result: StageResult, teacher: StageResu
     metrics = {
         "result/top1": result.top1,
         "result/val_top1": result.val_top1,
+        "result/val_score": result.val_score,
         "result/macs_ratio": result.macs / teacher.macs,
         "result/params_ratio": result.params / teacher.params,
         "result/latency_ms_b64": result.latency_ms_b64,
     }
+    metrics = {key: value for key, value in metrics.items() if value is not None}  # no top-1 from a user's module
     for logger in trainer.loggers:
         logger.log_metrics(metrics, step=trainer.global_step)
         logger.save()
 
 
-def stage_summary(result: StageResult, teacher: StageResult, max_stages: int) -> str:
+def stage_summary(result: StageResult, teacher: StageResult, max_stages: int, monitor: Monitor) -> str:
     """The line printed when a stage is judged.
 
     Example:
@@ -102,13 +106,18 @@ def stage_summary(result: StageResult, teacher: StageResult, max_stages: int) ->
         ...     latency_ms_b64=10.0, size_bytes=1, model_path="stage_0/model.pt", kept=True, amount=0.0, wall_s=1.0)
         >>> s = StageResult(stage=2, top1=0.912, val_top1=0.908, params=40, macs=41, latency_ms_b1=0.5,
         ...     latency_ms_b64=4.33, size_bytes=1, model_path="stage_2/model.pt", kept=True, amount=0.2, wall_s=1.0)
-        >>> stage_summary(s, t, max_stages=4)
+        >>> stage_summary(s, t, max_stages=4, monitor=Monitor("val/top1"))
         'stage 2/4 · MACs 41% · top-1 91.2% (val 90.8%) · 2.31× faster at batch 64 · kept'
+        >>> s.top1, s.val_score = None, 0.0123
+        >>> stage_summary(s, t, max_stages=4, monitor=Monitor("val_loss", mode="min"))
+        'stage 2/4 · MACs 41% · val_loss 0.0123 · 2.31× faster at batch 64 · kept'
     """
     verdict = "kept" if result.kept else result.note or "rolled back"
+    quality = (f"top-1 {result.top1:.1%} (val {result.val_top1:.1%})" if result.top1 is not None and result.val_top1 is not None
+               else f"{monitor.key} {result.val_score:.4g}")
     return (
-        f"stage {result.stage}/{max_stages} · MACs {result.macs / teacher.macs:.0%} · top-1 {result.top1:.1%} "
-        f"(val {result.val_top1:.1%}) · {teacher.latency_ms_b64 / result.latency_ms_b64:.2f}× faster at batch 64 · {verdict}"
+        f"stage {result.stage}/{max_stages} · MACs {result.macs / teacher.macs:.0%} · {quality} · "
+        f"{teacher.latency_ms_b64 / result.latency_ms_b64:.2f}× faster at batch 64 · {verdict}"
     )
 
 
@@ -122,26 +131,27 @@ class StageProgress(L.Callback):
         stage: this stage's number (1-based).
         max_stages: the spiral's stage count.
         teacher_macs: the teacher's MACs, the reference of the percentage.
-        example_shape: one input sample's shape, to count the student's MACs.
+        example: a batch of one the network takes, to count its MACs.
         action: what the stage trains, e.g. ``"distilling"`` or ``"fine-tuning"``.
+        attr: the module's attribute holding the network (``None``: the module itself).
 
     Example:
         >>> progress = StageProgress(stage=2, max_stages=4, teacher_macs=7_200_000,
-        ...                          example_shape=(1, 8, 8), action="distilling")
+        ...                          example=torch.zeros(1, 1, 8, 8), action="distilling", attr="student")
     """
 
-    def __init__(self, stage: int, max_stages: int, teacher_macs: int, example_shape: tuple[int, ...], action: str) -> None:
+    def __init__(self, stage: int, max_stages: int, teacher_macs: int, example: torch.Tensor, action: str,
+                 attr: str | None) -> None:
         self.stage = stage
         self.max_stages = max_stages
         self.teacher_macs = teacher_macs
-        self.example_shape = tuple(example_shape)
+        self.example = example
         self.action = action
+        self.attr = attr
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        student = pl_module.student
-        device = next(student.parameters()).device
-        # zeros, not randn: MACs don't depend on values, and the global RNG must stay as training left it
-        macs = count_macs(student, torch.zeros(1, *self.example_shape, device=device))
+        network = network_of(pl_module, self.attr)
+        macs = count_macs(network, self.example.to(next(network.parameters()).device))
         rank_zero_info(
             f"stage {self.stage}/{self.max_stages} · MACs {macs / self.teacher_macs:.0%} · "
             f"{self.action} {trainer.max_epochs} epochs"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import functools
+import math
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,14 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 import torch.nn as nn
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.errors import ModelFormatError, PruningError, SpiralConfigError
+from lightning_spiral.io import restore, save_model
 from lightning_spiral.measure import count_macs
 from lightning_spiral.pruning import prune
+from lightning_spiral.spiral.monitor import Monitor
+from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
 
 
 def check_fraction(name: str, value: float, open_low: bool = False) -> float:
@@ -30,6 +35,20 @@ def check_positive_int(name: str, value: int) -> int:
     """``value`` an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpiralConfigError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    return value
+
+
+def check_positive_number(name: str, value: float) -> float:
+    """``value`` a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise SpiralConfigError(f"`{name}` must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def check_non_negative_int(name: str, value: int) -> int:
+    """``value`` an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpiralConfigError(f"`{name}` must be an integer >= 0, got {value!r}.")
     return value
 
 
@@ -102,7 +121,7 @@ def scheduled_probe(pruning: Callable[..., Any], schedule: str) -> Any:
 
 
 def check_target_reachable(
-    probe: Any, network: nn.Module, input_shape: tuple[int, ...], *, schedule: str, max_stages: int, target_macs_ratio: float
+    probe: Any, network: nn.Module, example: torch.Tensor, *, schedule: str, max_stages: int, target_macs_ratio: float
 ) -> None:
     """With a fixed ``amount`` per stage, prune a copy ``max_stages`` times: is the MACs target in reach?
 
@@ -112,8 +131,7 @@ def check_target_reachable(
     """
     if schedule != "constant" or probe.amount is None or probe.global_pruning:
         return
-    example = torch.randn(1, *input_shape)
-    copy_ = copy.deepcopy(network)
+    copy_ = detached_copy(network)
     macs = count_macs(copy_, example)
     for _ in range(max_stages):
         prune(copy_, example, amount=probe.amount, ignored_layers=probe.ignored_layers,
@@ -140,3 +158,48 @@ def check_run_directory(output_dir: Path, *, overwrite: bool, resume: bool) -> P
             "choose a new directory or pass `overwrite=True`."
         )
     return output_dir
+
+
+def check_round_trip(network: nn.Module, blank: nn.Module, example: torch.Tensor, probe: Any) -> None:
+    """Prune a copy of ``network`` once, save it, restore it onto a copy of ``blank``: same outputs?
+
+    What every stage does with its network, tried before any training: a network that
+    torch-pruning cannot trace or prune, or whose pruned shapes cannot be rebuilt on a fresh
+    instance of its class, is refused now instead of after the teacher trained.
+    """
+    pruned = detached_copy(network).eval()
+    try:
+        prune(pruned, example, amount=0.2, ignored_layers=probe.ignored_layers, round_to=probe.round_to, importance="l1")
+        with tempfile.TemporaryDirectory() as folder:
+            save_model(pruned, f"{folder}/probe.pt")
+            restored = restore(detached_copy(blank), f"{folder}/probe.pt")
+    except (PruningError, ModelFormatError) as err:
+        raise SpiralConfigError(
+            f"{type(network).__name__} failed the save -> restore check before training (a pruned copy must rebuild "
+            f"on a fresh instance of its class): {err}"
+        ) from err
+    with torch.no_grad():
+        difference = (pruned(example) - restored.eval()(example)).abs().max().item()
+    if not difference <= 1e-5:
+        raise SpiralConfigError(
+            f"{type(network).__name__} restored from its saved pruning history gives other outputs (max |diff| "
+            f"{difference:.3g}): its forward depends on something the weights and the history do not hold."
+        )
+
+
+def check_monitor_is_logged(template: ModuleTemplate, datamodule: L.LightningDataModule, monitor: Monitor) -> None:
+    """One sanity validation batch of a copy of the module: does it log ``monitor.key``?"""
+    module = template.stage_module(detached_copy(template.network))
+    if not is_overridden("validation_step", module):
+        raise SpiralConfigError(
+            f"{type(module).__name__} has no `validation_step`; the spiral judges every stage on the validation metric "
+            f"`monitor.key`={monitor.key!r}, which that step must `self.log`."
+        )
+    trainer = L.Trainer(accelerator="cpu", devices=1, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    if monitor.key not in logged:
+        raise SpiralConfigError(
+            f"`monitor.key`={monitor.key!r} is not logged by {type(module).__name__}.validation_step; it logs "
+            f"{sorted(logged)}. Pass one of those as `monitor` (and `mode='min'` for a loss)."
+        )

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from conftest import quiet_trainer
 from docs_style import LitClassifier, accuracy
 from lightning_spiral import DistillationCallback, KDLoss, PruningCallback
-from lightning_spiral.distill import FitNetLoss, LogitMSELoss
+from lightning_spiral.distill import LogitMSELoss
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.measure import count_params
 
@@ -174,7 +174,9 @@ def test_manual_optimization_is_refused(tiny_data) -> None:
     ("kwargs", "match"),
     [
         ({"teacher": "resnet20"}, r"`teacher` must be an nn.Module \(the trained network\), got str"),
-        ({"loss": FitNetLoss("a", "b")}, r"`loss` must be a logit distillation loss .* got FitNetLoss"),
+        ({"loss": torch.nn.MSELoss()}, r"`loss` must be a DistillationLoss \(KDLoss, DKDLoss, LogitMSELoss, ...\), a FeatureLoss .* got MSELoss"),
+        ({"mode": "sum"}, r"`mode` must be 'add' \(user loss \+ weight x distillation\) or 'replace' .* got 'sum'"),
+        ({"outputs": 2.5}, r"`outputs` must be None \(a tensor as is; .* got 2.5"),
         ({"weight": 0.0}, r"`weight` must be a finite number > 0 \(typically 0.5-10\), got 0.0"),
         ({"weight": float("nan")}, r"`weight` must be a finite number > 0"),
         ({"inputs": "x"}, r"`inputs` must be None or a function of the batch, got 'x'"),
@@ -187,30 +189,34 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
 
 
 DDP_SCRIPT = """
-import json, sys
+import json, os, sys
 import torch
 from conftest import quiet_trainer
 from docs_style import LitClassifier
-from lightning_spiral import DistillationCallback, PruningCallback
+from lightning_spiral import DistillationCallback, KDLoss, PruningCallback
 from lightning_spiral.data import DigitsDataModule
+from lightning_spiral.distill import FitNetLoss, WeightedSum
 from lightning_spiral.measure import count_params
 
 torch.manual_seed(0)
 teacher = LitClassifier().net  # untrained is enough to check the mechanics across processes
 model = LitClassifier()
 params = count_params(model)
-distillation = DistillationCallback(teacher, weight=1.0)
+torch.manual_seed(int(os.environ.get("LOCAL_RANK", 0)))  # each rank would build a different adapter
+loss = WeightedSum({"kd": 1.0, "hint": 1.0}, {"kd": KDLoss(alpha=1.0), "hint": FitNetLoss("2")})
+distillation = DistillationCallback(teacher, loss, weight=1.0, attr="net")
 trainer = quiet_trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=0, strategy="ddp", devices=2,
                         callbacks=[PruningCallback(amount=0.5, verbose=0), distillation])
 trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
-if trainer.global_rank == 0:
-    with open(sys.argv[1], "w") as f:
-        json.dump({
-            "term": trainer.callback_metrics["train/loss/distill"].item(),
-            "params": params, "params_after": count_params(model),
-            "teacher_grad": any(p.grad is not None for p in teacher.parameters()),
-            "restored": "training_step" not in vars(model),
-        }, f)
+adapter = loss.losses["hint"].adapter.weight.detach().flatten().tolist()
+with open(f"{sys.argv[1]}.{trainer.global_rank}", "w") as f:
+    json.dump({
+        "term": trainer.callback_metrics["train/loss/distill"].item(),
+        "params": params, "params_after": count_params(model),
+        "teacher_grad": any(p.grad is not None for p in teacher.parameters()),
+        "restored": "training_step" not in vars(model),
+        "adapter": adapter, "first_weight": model.net[0].weight.detach().flatten()[:8].tolist(),
+    }, f)
 torch.distributed.destroy_process_group()  # left to interpreter exit, gloo's threads can abort the process
 """
 
@@ -224,10 +230,13 @@ def test_two_process_cpu_ddp(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(script), str(tmp_path / "result.json")], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads((tmp_path / "result.json").read_text())
+    outcome, other = (json.loads((tmp_path / f"result.json.{rank}").read_text()) for rank in (0, 1))
     assert torch.isfinite(torch.tensor(outcome["term"])) and outcome["term"] > 0
     assert outcome["params_after"] < 0.4 * outcome["params"]
     assert not outcome["teacher_grad"] and outcome["restored"]
+    # the adapter lives outside the DDP wrapper: broadcast from rank 0, gradients averaged, so the ranks agree
+    assert outcome["adapter"] == pytest.approx(other["adapter"], abs=1e-6)
+    assert outcome["first_weight"] == pytest.approx(other["first_weight"], abs=1e-6)
 
 
 def test_two_distillation_callbacks_stack_and_are_both_removed(tiny_data) -> None:

@@ -92,3 +92,15 @@ def test_shape_mismatch_is_a_clear_error() -> None:
 
 def test_repr_shows_the_formula() -> None:
     assert "T^2 * KL" in repr(KDLoss(temperature=3.0, alpha=0.7))
+
+
+@pytest.mark.parametrize("shape", [(4, 1), (2, 3, 4, 4), (4, 64)], ids=["regression", "segmentation", "reconstruction"])
+def test_logit_mse_takes_any_output_shape_and_no_labels(shape: tuple[int, ...]) -> None:
+    student, teacher = torch.full(shape, 0.5), torch.full(shape, -1.5)
+    assert LogitMSELoss(alpha=1.0)(student, teacher, None).item() == pytest.approx(4.0)
+    assert LogitMSELoss(alpha=1.0)(student, teacher, torch.randn(shape)).item() == pytest.approx(4.0)  # float targets ignored
+
+
+def test_logit_mse_with_a_label_term_needs_labels() -> None:
+    with pytest.raises(SpiralConfigError, match=r"`alpha`=0.5 mixes in label cross-entropy, which needs labels as `target`, got None"):
+        LogitMSELoss(alpha=0.5)(torch.zeros(2, 3), torch.zeros(2, 3), None)

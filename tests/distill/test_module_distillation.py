@@ -126,4 +126,4 @@ def test_teacher_cache_falls_back_with_a_warning_when_inputs_do_not_repeat(tiny_
     module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10, cache_teacher=True)
     with pytest.warns(UserWarning, match=r"Teacher outputs missed the cache in epoch 1"):
         quiet_trainer(max_epochs=3, limit_val_batches=0).fit(module, datamodule=NoisyData())
-    assert module._cache is None
+    assert module.distiller.cache is None

@@ -12,6 +12,7 @@ from lightning_spiral import KDLoss, PruningCallback, SpiralModule
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.models import build_model
+from user_nets import LitAutoEncoder
 
 
 def test_prunes_the_student_before_the_optimizer_is_built(tiny_data) -> None:
@@ -82,6 +83,10 @@ def test_state_dict_round_trip() -> None:
         ({"amount": 0.3, "importance": "taylorr"}, r"`importance` must be one of \['l1', 'l2', 'bn_scale', 'taylor', 'fpgm', 'random'\], got 'taylorr'"),
         ({"amount": 0.3, "verbose": 3}, r"`verbose` must be 0, 1 or 2, got 3"),
         ({"amount": 0.3, "example_input_shape": (3, 0, 32)}, r"`example_input_shape` must be the shape of one sample"),
+        ({"amount": 0.3, "example_input": torch.zeros(1, 64), "example_input_shape": (64,)},
+         r"Pass at most one of `example_input` and `example_input_shape`, got a tensor of shape \(1, 64\) and \(64,\)"),
+        ({"amount": 0.3, "example_input": [0.0] * 64}, r"`example_input` must be a tensor batch \(N, ...\) with N >= 1 .*got list"),
+        ({"amount": 0.3, "example_input": torch.zeros(0, 64)}, r"`example_input` must be a tensor batch .*got \(0, 64\)"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
@@ -131,3 +136,41 @@ def test_taylor_importance_reaches_a_macs_target(tiny_data) -> None:
     module = SpiralModule(student, teacher, loss=KDLoss(), num_classes=10)
     quiet_trainer(max_epochs=1, limit_train_batches=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
     assert 0.36 <= count_macs(module.student, example) / macs <= 0.4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "array", "source"),
+    [
+        ({}, None, r"the first training batch"),
+        ({}, torch.zeros(2, 1, 8, 8), r"LitAutoEncoder\.example_input_array"),
+        ({"example_input_shape": (1, 8, 8)}, None, r"`example_input_shape`"),
+    ],
+)
+def test_an_example_input_the_network_cannot_take_is_refused_before_pruning(tiny_data, kwargs, array, source) -> None:
+    module = LitAutoEncoder()  # its training_step flattens (N, 1, 8, 8) batches: the network takes (N, 64)
+    module.example_input_array = array
+    trainer = quiet_trainer(max_epochs=1, callbacks=[PruningCallback(amount=0.5, attr="autoencoder", verbose=0, **kwargs)])
+    with pytest.raises(SpiralConfigError, match=r"AutoEncoder cannot take the example input of shape \(1, 1, 8, 8\) from "
+                       + source + r" \(RuntimeError: mat1 and mat2 shapes cannot be multiplied .*\)\. If your `training_step` "
+                       r"reshapes batches .* `example_input=` .* `example_input_shape=`, or set `example_input_array`"):
+        trainer.fit(module, datamodule=tiny_data)
+    assert module.autoencoder.encoder[0].out_features == 32  # refused before any pruning
+
+
+@pytest.mark.parametrize("how", ["example_input", "example_input_shape", "example_input_array"])
+def test_an_example_input_the_network_takes_prunes_it(tiny_data, how: str) -> None:
+    module = LitAutoEncoder()
+    kwargs = {"example_input": torch.randn(3, 64), "example_input_shape": (64,)}
+    if how == "example_input_array":
+        module.example_input_array = torch.randn(2, 64)
+    options = {how: kwargs[how]} if how in kwargs else {}
+    callback = PruningCallback(amount=0.5, attr="autoencoder", verbose=0, **options)
+    quiet_trainer(max_epochs=1, limit_train_batches=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
+    assert module.autoencoder.encoder[0].out_features == 16
+    assert callback.summary["macs_after"] < callback.summary["macs_before"]
+
+
+def test_counting_macs_with_an_input_the_network_cannot_take_says_so() -> None:
+    with pytest.raises(SpiralConfigError, match=r"`example_inputs` of shape \(1, 1, 8, 8\) do not run through AutoEncoder "
+                       r"\(RuntimeError: mat1 and mat2 shapes cannot be multiplied .*\), so its MACs cannot be counted"):
+        count_macs(LitAutoEncoder().autoencoder, torch.zeros(1, 1, 8, 8))

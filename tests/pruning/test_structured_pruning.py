@@ -236,3 +236,26 @@ def test_target_params_ratio_is_met_from_below() -> None:
     params = count_params(model)
     prune(model, torch.randn(1, *CIFAR), target_params_ratio=0.3)
     assert 0.28 <= count_params(model) / params <= 0.3
+
+
+def test_a_failed_prune_leaves_the_model_exactly_as_it_was() -> None:
+    model = HardCodedWidth().eval()  # torch-pruning cuts conv and reshape_head; the hard-coded reshape then fails
+    example = torch.randn(2, 3, 8, 8)
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    conv, weight, output = model.conv, model.conv.weight, model(example)
+    with pytest.raises(PruningError, match=r"HardCodedWidth cannot be pruned structurally: .*The model is left as it was"):
+        prune(model, example[:1], amount=0.5)
+    assert model.conv is conv and model.conv.weight is weight  # the user's references stay valid
+    assert (model.conv.out_channels, model.reshape_head.in_features) == (16, 16 * 8 * 8)
+    after = model.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(after[key], value) for key, value in state.items())
+    assert torch.equal(model(example), output)
+    assert spec_of(model) is None  # nothing recorded
+
+
+def test_pruning_history_is_recorded_on_a_network_of_any_class() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    prune(model, torch.randn(1, 16), amount=0.5)
+    record = spec_of(model)
+    assert (record.name, record.input_shape, record.input_dtype) == (None, (16,), "float32")
+    assert record.pruning_history == [["0", True, record.pruning_history[0][2]]] and len(record.pruning_history[0][2]) == 16

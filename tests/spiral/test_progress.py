@@ -94,6 +94,6 @@ def test_stage_progress_leaves_the_global_rng_alone() -> None:
 
     module = types.SimpleNamespace(student=build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)))
     state = torch.get_rng_state()
-    StageProgress(1, 2, teacher_macs=10**7, example_shape=(1, 8, 8), action="distilling").on_fit_start(
+    StageProgress(1, 2, teacher_macs=10**7, example=torch.zeros(1, 1, 8, 8), action="distilling", attr="student").on_fit_start(
         types.SimpleNamespace(max_epochs=1), module)
     assert torch.equal(torch.get_rng_state(), state)

@@ -1,0 +1,261 @@
+"""A spiral's arguments, checked before any work: :class:`SpiralSetup`, the base of :class:`Spiral`.
+
+Everything that can be known wrong is refused here, in one line naming the argument: values and
+choices, the run directory, the module's network attribute, the example input (it must run
+through the network), the network's output against the data (built-in path), a save -> restore
+round trip of a pruned copy of the network, the target's reachability, and — after one sanity
+validation batch — that the module logs the monitored key. Only then does training start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as L
+import torch
+import torch.nn as nn
+
+from lightning_spiral.deploy.settings import QuantizeSettings
+from lightning_spiral.distill import DistillationCallback
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.io import load_model, load_teacher, restore
+from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
+from lightning_spiral.pruning import PruningCallback
+from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
+from lightning_spiral.spiral.monitor import BUILTIN_KEY, Monitor, as_monitor
+from lightning_spiral.spiral.progress import LoggerChoice, check_logger_choice, check_verbose
+from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
+from lightning_spiral.spiral.validation import (
+    check_fraction,
+    check_monitor_is_logged,
+    check_network_fits_data,
+    check_non_negative_int,
+    check_positive_int,
+    check_positive_number,
+    check_round_trip,
+    check_run_directory,
+    check_stage_epochs,
+    check_strategy_keeps_the_model,
+    check_target_reachable,
+    scheduled_probe,
+)
+
+TeacherMode = Literal["previous", "original"]
+TEACHER_MODES: tuple[str, ...] = ("previous", "original")
+
+
+class SpiralSetup:
+    """The validated arguments of a :class:`~lightning_spiral.Spiral` (documented there)."""
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        datamodule: L.LightningDataModule | None = None,
+        trainer: Callable[..., L.Trainer] | None = None,
+        pruning: Callable[..., PruningCallback] | None = None,
+        loss: nn.Module | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        teacher: TeacherMode = "original",
+        target_macs_ratio: float = 0.5,
+        schedule: Literal["constant", "geometric", "linear", "cubic"] = "constant",
+        max_stages: int = 3,
+        max_accuracy_drop: float | None = None,
+        teacher_epochs: int = 10,
+        stage_epochs: int | Sequence[int] = 3,
+        teacher_checkpoint: str | None = None,
+        teacher_checkpoint_attr: str | None = None,
+        output_dir: str = "spiral_run",
+        overwrite: bool = False,
+        resume: bool = False,
+        seed: int = 0,
+        latency_repeats: int = 20,
+        threads: int = 2,
+        cache_teacher: bool = False,
+        loggers: LoggerChoice = "auto",
+        verbose: int = 1,
+        quantize: QuantizeSettings | None = None,
+        module: L.LightningModule | None = None,
+        network: str | None = None,
+        monitor: Monitor | str | None = None,
+        example_input: torch.Tensor | None = None,
+        distill_weight: float = 1.0,
+        outputs: Any = None,
+    ) -> None:
+        if teacher not in TEACHER_MODES:
+            raise SpiralConfigError(f"`teacher` must be one of {list(TEACHER_MODES)}, got {teacher!r}.")
+        for name, value in (("datamodule", datamodule), ("trainer", trainer), ("pruning", pruning)):
+            if value is None:
+                raise SpiralConfigError(f"`{name}` is required, got None.")
+        self.teacher_mode = teacher
+        self.resume = bool(resume)
+        self.builtin = module is None
+        self.datamodule = datamodule
+        self.check_path(model, module, network, optimizer, scheduler, teacher_checkpoint, quantize)
+        check_strategy_keeps_the_model(trainer)
+        self.loggers = check_logger_choice(loggers)
+        self.verbose = check_verbose(verbose)
+        self.trainer_factory = trainer
+        self.pruning_factory = pruning
+        self.loss = loss
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.outputs = outputs
+        self.distill_weight = check_positive_number("distill_weight", distill_weight)
+        self.distill_mode = "replace" if self.builtin else "add"  # the built-in loss carries its own label term
+        if max_accuracy_drop is not None:
+            check_fraction("max_accuracy_drop", max_accuracy_drop)
+        self.monitor = as_monitor(monitor, max_accuracy_drop)
+        self.target_macs_ratio = check_fraction("target_macs_ratio", target_macs_ratio, open_low=True)
+        self.max_stages = check_positive_int("max_stages", max_stages)
+        if schedule not in ("constant", *SCHEDULE_NAMES):
+            raise SpiralConfigError(f"`schedule` must be one of {['constant', *SCHEDULE_NAMES]}, got {schedule!r}.")
+        self.schedule = schedule
+        self.stage_targets = (
+            None if schedule == "constant" else stage_macs_ratios(min(self.target_macs_ratio, 0.999), self.max_stages, schedule)
+        )
+        # validates the pruning arguments now, before any training
+        self.probe_callback = pruning() if self.stage_targets is None else scheduled_probe(pruning, schedule)
+        self.teacher_epochs = check_non_negative_int("teacher_epochs", teacher_epochs)
+        self.stage_epochs = check_stage_epochs(stage_epochs, self.max_stages)
+        self.teacher_checkpoint = None if teacher_checkpoint is None else Path(teacher_checkpoint)
+        if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
+            raise SpiralConfigError(f"`teacher_checkpoint` {str(self.teacher_checkpoint)!r} does not exist.")
+        self.output_dir = check_run_directory(Path(output_dir), overwrite=overwrite, resume=self.resume)
+        self.seed = int(seed)
+        self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
+        self.threads = check_positive_int("threads", threads)
+        self.cache_teacher = bool(cache_teacher)
+        self.quantize = quantize or QuantizeSettings()
+        self.template, self.blank = self.build_template(model, module, network, teacher_checkpoint_attr)
+        if self.builtin and self.template is not None:
+            check_network_fits_data(self.template.network, self.datamodule)
+        self.example = self.example_input(example_input)
+        if not self.resume:
+            self.check_before_training()
+
+    # ------------------------------------------------------------------------------ the two paths
+    def check_path(self, model: nn.Module | None, module: L.LightningModule | None, network: str | None,
+                   optimizer: Any, scheduler: Any, teacher_checkpoint: str | None, quantize: Any) -> None:
+        """The built-in path (``model``) and a user's module (``module``) exclude each other's arguments."""
+        if module is not None:
+            given = {name: value for name, value in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler))
+                     if value is not None}
+            if given:
+                raise SpiralConfigError(
+                    f"`module` ({type(module).__name__}) brings its own network and `configure_optimizers`; "
+                    f"{', '.join(f'`{name}`' for name in given)} would be ignored: leave them None."
+                )
+            if quantize is not None and getattr(quantize, "kind", "none") != "none":
+                raise SpiralConfigError("`quantize` needs the built-in classification path (`model=`); with `module` set it to None.")
+            return
+        if network is not None:
+            raise SpiralConfigError(f"`network`={network!r} names an attribute of `module`, but no `module` was given.")
+        for name in ("num_classes", "input_shape"):
+            if not hasattr(self.datamodule, name):
+                raise SpiralConfigError(
+                    f"`datamodule` ({type(self.datamodule).__name__}) has no `{name}` attribute; the built-in "
+                    "classification path (`model=`) needs `num_classes` and `input_shape`. For other data, pass your "
+                    "own LightningModule as `module`."
+                )
+        if not self.resume and model is None and teacher_checkpoint is None:
+            raise SpiralConfigError(
+                "Pass `model` (trained as the teacher in stage 0), `teacher_checkpoint` (an already trained teacher) "
+                f"or your own LightningModule as `module`, got model={type(model).__name__} and "
+                f"teacher_checkpoint={teacher_checkpoint!r}."
+            )
+        if quantize is not None and not isinstance(quantize, QuantizeSettings):
+            raise SpiralConfigError(
+                f"`quantize` must be a QuantizeSettings or None, got {type(quantize).__name__} ({quantize!r}); "
+                "use the `quantize=none|int8_ptq|int8_qat|fp16` config group."
+            )
+
+    def build_template(self, model: nn.Module | None, module: L.LightningModule | None, network: str | None,
+                       checkpoint_attr: str | None) -> tuple[ModuleTemplate | None, nn.Module | None]:
+        """The module each stage copies, and the untrained network saved stages are restored onto.
+
+        ``None`` for either means the architecture comes from the run's own model files (a resumed
+        built-in run without ``model``, or a teacher file that carries its architecture).
+        """
+        if module is not None:
+            template = ModuleTemplate(module, network)
+            blank = detached_copy(template.network)
+            if self.teacher_checkpoint is not None and not self.resume:
+                teacher = load_teacher(self.teacher_checkpoint, detached_copy(blank), checkpoint_attr)
+                template = ModuleTemplate(template.stage_module(teacher), network)
+            return template, blank
+        blank = None if model is None else detached_copy(model)
+        if self.resume:
+            return None, blank
+        teacher = model if self.teacher_checkpoint is None else load_teacher(self.teacher_checkpoint, model, checkpoint_attr)
+        if model is not None and self.teacher_checkpoint is not None and teacher is not model:
+            blank = None
+        return ModuleTemplate(self.builtin_module(teacher), "student"), blank
+
+    def builtin_module(self, network: nn.Module) -> SpiralModule:
+        """The built-in classification module around ``network`` (no teacher: the callback distills)."""
+        return SpiralModule(network, num_classes=self.datamodule.num_classes, optimizer=self.optimizer, scheduler=self.scheduler)
+
+    def example_input(self, given: torch.Tensor | None) -> torch.Tensor:
+        """The batch of one that traces the network: given, the module's, the data's shape, or a training batch."""
+        if given is None and self.builtin:
+            given = torch.randn(1, *self.datamodule.input_shape)
+        if self.template is None:
+            return given
+        return self.template.example_input(given, self.datamodule)
+
+    def check_before_training(self) -> None:
+        """Everything that can fail later, tried now on copies (see the module docstring)."""
+        network = self.template.network
+        check_target_reachable(self.probe_callback, network, self.example, schedule=self.schedule,
+                               max_stages=self.max_stages, target_macs_ratio=self.target_macs_ratio)
+        if self.blank is not None:
+            check_round_trip(network, self.blank, self.example, self.probe_callback)
+        self.distillation_callbacks(network)  # the callback checks its arguments (weight, outputs) when built
+        check_monitor_is_logged(self.template, self.datamodule, self.monitor)
+
+    # --------------------------------------------------------------------------------- helpers
+    def pruning_overrides(self) -> dict[str, Any]:
+        """What every stage's PruningCallback gets from the driver: the network and its example input."""
+        overrides: dict[str, Any] = {"attr": self.template.attr, "example_input_shape": tuple(self.example.shape[1:])}
+        if self.verbose != 1:  # 1: as configured
+            overrides["verbose"] = self.verbose
+        return overrides
+
+    def distillation_callbacks(self, teacher: nn.Module) -> list[L.Callback]:
+        """The stage's DistillationCallback (none without a loss): the one engine for every module."""
+        if self.loss is None:
+            return []
+        return [DistillationCallback(teacher, loss=self.loss, weight=self.distill_weight, attr=self.template.attr,
+                                     outputs=self.outputs, mode=self.distill_mode, cache_teacher=self.cache_teacher)]
+
+    def load_network(self, path: Path) -> nn.Module:
+        """A saved stage's network: restored onto a fresh copy of the untrained one, or from its registry spec."""
+        return load_model(path) if self.blank is None else restore(detached_copy(self.blank), path)
+
+    def settings(self) -> dict[str, Any]:
+        """What shapes the run, recorded in ``report.json`` and compared on resume."""
+        return {
+            "teacher": self.teacher_mode,
+            "target_macs_ratio": self.target_macs_ratio,
+            "schedule": self.schedule,
+            "max_stages": self.max_stages,
+            "monitor": self.monitor.to_dict(),
+            "module": "SpiralModule" if self.builtin else type(self.template.module).__qualname__,
+            "network": "student" if self.builtin else self.template.attr,
+            "teacher_epochs": None if self.teacher_checkpoint else self.teacher_epochs,
+            "stage_epochs": list(self.stage_epochs),
+            "amount": None if self.stage_targets else self.probe_callback.amount,  # a schedule sets stage targets instead
+            "stage_macs_ratio": None if self.stage_targets else self.probe_callback.target_macs_ratio,
+            "importance": self.probe_callback.importance,
+            "loss": repr(self.loss),
+            "distill_weight": None if self.builtin else self.distill_weight,
+            "seed": self.seed,
+            "teacher_checkpoint": None if self.teacher_checkpoint is None else str(self.teacher_checkpoint),
+            "quantize": self.quantize.to_dict(),
+        }
+
+
+__all__ = ["BUILTIN_KEY", "TEACHER_MODES", "SpiralSetup", "TeacherMode"]

@@ -1,0 +1,11 @@
+"""A small user package, written the way Lightning users write theirs, knowing nothing of lightning-spiral.
+
+The tests (and the CLI test, through ``_target_``) hand these classes to the spiral unchanged:
+``LitClassifier`` follows the Lightning docs (its backbone passed in and excluded from
+``save_hyperparameters``, judged on its own ``val_acc``); ``LitAutoEncoder`` flattens images inside
+``training_step`` and is judged on ``val_loss``.
+"""
+
+from user_project.models import AutoEncoder, Backbone, LitAutoEncoder, LitClassifier
+
+__all__ = ["AutoEncoder", "Backbone", "LitAutoEncoder", "LitClassifier"]
