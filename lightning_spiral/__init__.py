@@ -16,6 +16,7 @@ from lightning_spiral.errors import SpiralConfigError, SpiralError
 from lightning_spiral.io import load_model, restore, restore_checkpoint, save_model
 from lightning_spiral.models import build_model, register_model
 from lightning_spiral.module import SpiralModule
+from lightning_spiral.portable import export_program
 from lightning_spiral.pruning import PruningCallback, prune
 from lightning_spiral.spiral import Spiral, build_spiral
 from lightning_spiral.spiral.monitor import Monitor
@@ -35,6 +36,7 @@ __all__ = [
     "SpiralModule",
     "build_model",
     "build_spiral",
+    "export_program",
     "load_model",
     "prune",
     "register_model",

@@ -34,6 +34,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_spiral.distill.combine import feature_paths
+from lightning_spiral.distill.base import freeze_teacher
 from lightning_spiral.distill.engine import Distiller, Terms, first_training_batch, select_output
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
 from lightning_spiral.io import CHECKPOINT_KEY, rebuild
@@ -123,10 +124,14 @@ class SpiralModule(L.LightningModule):
 
     def _bind_distiller(self) -> None:
         """The engine over this module's teacher and loss (again after a checkpoint rebuilt the teacher)."""
-        if self.teacher is None or self.loss is None:
-            return
-        self.distiller = Distiller(self.teacher, self.loss, cache_teacher=self.cache_teacher, frozen=not self.mutual)
-        self.distiller.freeze_teacher()
+        if self.teacher is not None and self.loss is not None:
+            self.distiller = Distiller(self.teacher, self.loss, cache_teacher=self.cache_teacher, frozen=not self.mutual)
+        self._freeze_teacher()
+
+    def _freeze_teacher(self) -> None:
+        # also without a loss: `load_from_checkpoint` rebuilds the teacher but not the loss
+        if self.teacher is not None and not self.mutual:
+            freeze_teacher(self.teacher)
 
     def _metrics(self, split: Split) -> MetricCollection:
         metrics: dict[str, MulticlassAccuracy] = {"top1": MulticlassAccuracy(self.num_classes, top_k=1, average="micro")}
@@ -137,8 +142,7 @@ class SpiralModule(L.LightningModule):
     def train(self, mode: bool = True) -> "SpiralModule":
         """Switch the student's mode; a frozen teacher stays in eval mode (frozen BatchNorm, no dropout)."""
         super().train(mode)
-        if self.distiller is not None:
-            self.distiller.freeze_teacher()
+        self._freeze_teacher()
         return self
 
     # ------------------------------------------------------------------------------ checkpoints

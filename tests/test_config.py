@@ -134,4 +134,4 @@ def test_teacher_checkpoint_in_config_replaces_the_model(tmp_path) -> None:
 
     save_model(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), tmp_path / "teacher.pt")
     spiral = build_spiral(_compose(f"spiral.teacher_checkpoint={tmp_path / 'teacher.pt'}"), output_dir=tmp_path / "run")
-    assert spiral.model is None and spiral.teacher_checkpoint == tmp_path / "teacher.pt"
+    assert spiral.blank is None and spiral.teacher_checkpoint == tmp_path / "teacher.pt"

@@ -107,3 +107,13 @@ def test_distillation_goes_through_the_shared_engine(tiny_data) -> None:
 def test_cache_without_a_teacher_is_refused() -> None:
     with pytest.raises(SpiralConfigError, match=r"`cache_teacher`=True needs a `teacher` \(its outputs are what is cached\), got None"):
         SpiralModule(torch.nn.Linear(4, 3), num_classes=3, cache_teacher=True)
+
+
+def test_a_teacher_rebuilt_from_a_checkpoint_is_frozen_without_a_loss(tiny_data, tmp_path) -> None:
+    student, teacher = _pair()
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(SpiralModule(student, teacher, loss=KDLoss(), num_classes=10), datamodule=tiny_data)
+    trainer.save_checkpoint(tmp_path / "spiral.ckpt")
+    loaded = SpiralModule.load_from_checkpoint(tmp_path / "spiral.ckpt").train()  # the loss is not in the checkpoint
+    assert loaded.distiller is None and not loaded.teacher.training
+    assert not any(p.requires_grad for p in loaded.teacher.parameters())

@@ -116,7 +116,7 @@ def test_config_loads_a_state_dict_into_the_model_node_and_a_model_file_without_
     net = instantiate(_compose().model, num_classes=10, input_shape=list(DIGITS))  # the shipped model node
     torch.save(net.state_dict(), tmp_path / "net.pt")
     spiral = build_spiral(_compose(f"spiral.teacher_checkpoint={tmp_path / 'net.pt'}"), output_dir=tmp_path / "a")
-    assert spiral.model is not None and _same_weights(spiral.loaded_teacher, net)
+    assert spiral.blank is not None and _same_weights(spiral.template.network, net)  # the model node took the weights
     save_model(net, tmp_path / "model.pt")
     spiral = build_spiral(_compose(f"spiral.teacher_checkpoint={tmp_path / 'model.pt'}"), output_dir=tmp_path / "b")
-    assert spiral.model is None and _same_weights(spiral.loaded_teacher, net)
+    assert spiral.blank is None and _same_weights(spiral.template.network, net)  # the file carries its architecture

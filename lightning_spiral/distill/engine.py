@@ -2,8 +2,8 @@
 
 :class:`Distiller` owns everything a distillation step needs besides the student:
 
-* the teacher, frozen here and nowhere else (eval mode, ``requires_grad=False``; mutual learning is
-  the one exception, where ``SpiralModule`` trains it);
+* the teacher, frozen (eval mode, ``requires_grad=False``, by :func:`~lightning_spiral.distill.base.freeze_teacher`)
+  unless ``SpiralModule`` trains it in mutual learning;
 * the loss — a :class:`DistillationLoss`, a :class:`FeatureLoss` or a :class:`WeightedSum` — and
   the float32 math that evaluates it (:func:`~lightning_spiral.distill.combine.distillation_terms`);
 * feature taps on student and teacher (:class:`FeatureTaps`), hooked after pruning, closed at teardown;
@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from lightning_spiral.distill.base import freeze_teacher
 from lightning_spiral.distill.combine import DistillationInputs, distillation_terms, feature_paths, loss_terms, prepare_terms
 from lightning_spiral.distill.taps import FeatureTaps
 from lightning_spiral.distill.teacher_cache import TeacherOutputCache
@@ -188,7 +189,7 @@ class Distiller:
     def freeze_teacher(self) -> None:
         """Eval mode (frozen BatchNorm, no dropout) and no gradients; nothing in mutual mode."""
         if self.frozen:
-            self.teacher.eval().requires_grad_(False)
+            freeze_teacher(self.teacher)
 
     # ----------------------------------------------------------------------------- fit lifecycle
     def attach(self, student: nn.Module, datamodule: Any = None) -> None:

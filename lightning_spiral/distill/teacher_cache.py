@@ -4,8 +4,9 @@ A frozen teacher maps the same input to the same output (logits, or whichever te
 selects), so when training inputs repeat exactly (no random augmentation) every epoch after the
 first can skip the teacher. Samples are keyed by a fingerprint computed on their own device: two
 fixed random projections of the flattened input in float64, which differ for any two different
-images with overwhelming probability and cost one small matrix product. The :class:`~lightning_spiral.distill.engine.Distiller` starts a new cache at
-every fit, i.e. every stage: a new stage (a new teacher) starts empty.
+images with overwhelming probability and cost one small matrix product. The
+:class:`~lightning_spiral.distill.engine.Distiller` starts a new cache at every fit, i.e. every
+stage: a new stage (a new teacher) starts empty.
 
 If inputs do not repeat (random crops, flips), epochs after the first keep missing; the engine then
 drops the cache with a warning rather than growing it without end.

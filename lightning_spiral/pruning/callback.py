@@ -254,8 +254,12 @@ def check_example_input(
     return None if example_input is None else example_input[:1].detach().cpu().clone()
 
 
-def check_network_runs(network: nn.Module, example: torch.Tensor, source: str) -> None:
-    """One forward pass in eval mode; a failure names the network, the input's shape, its source and the fix."""
+PRUNING_CALLBACK_FIX = ("pass PruningCallback `example_input=` (a batch the network takes) or `example_input_shape=`, "
+                        "or set `example_input_array` on the module to what the network takes.")
+
+
+def check_network_runs(network: nn.Module, example: torch.Tensor, source: str, fix: str = PRUNING_CALLBACK_FIX) -> None:
+    """One forward pass in eval mode; a failure names the network, the input's shape, its source and ``fix``."""
     try:
         with _eval_mode(network), torch.no_grad():
             network(example)
@@ -263,8 +267,7 @@ def check_network_runs(network: nn.Module, example: torch.Tensor, source: str) -
         raise SpiralConfigError(
             f"{type(network).__name__} cannot take the example input of shape {tuple(example.shape)} from {source} "
             f"({type(err).__name__}: {str(err).splitlines()[0]}). If your `training_step` reshapes batches before "
-            "calling the network, pass PruningCallback `example_input=` (a batch the network takes) or "
-            "`example_input_shape=`, or set `example_input_array` on the module to what the network takes."
+            f"calling the network, {fix}"
         ) from err
 
 

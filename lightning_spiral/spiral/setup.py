@@ -219,7 +219,7 @@ class SpiralSetup:
     # --------------------------------------------------------------------------------- helpers
     def pruning_overrides(self) -> dict[str, Any]:
         """What every stage's PruningCallback gets from the driver: the network and its example input."""
-        overrides: dict[str, Any] = {"attr": self.template.attr, "example_input_shape": tuple(self.example.shape[1:])}
+        overrides: dict[str, Any] = {"attr": self.template.attr, "example_input": self.example}
         if self.verbose != 1:  # 1: as configured
             overrides["verbose"] = self.verbose
         return overrides

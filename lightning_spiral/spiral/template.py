@@ -35,6 +35,7 @@ import torch.nn as nn
 
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.module_network import network_of
+from lightning_spiral.pruning.callback import check_network_runs
 
 
 class ModuleTemplate:
@@ -88,7 +89,8 @@ class ModuleTemplate:
                 "Pass `example_input=` a batch your network takes."
             )
         example = example[:1].detach().cpu()
-        check_network_runs(self.network, example, source)
+        check_network_runs(self.network, example, source,
+                           fix="pass `example_input=` (or set `example_input_array`) to what the network takes.")
         return example
 
 
@@ -97,22 +99,6 @@ def first_training_input(datamodule: L.LightningDataModule) -> Any:
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     return batch[0] if isinstance(batch, (list, tuple)) else batch
-
-
-def check_network_runs(network: nn.Module, example: torch.Tensor, source: str) -> None:
-    """One forward pass in eval mode; a failure names the input's shape, where it came from and the fix."""
-    was_training = network.training
-    try:
-        with torch.no_grad():
-            network.eval()(example)
-    except (RuntimeError, TypeError, ValueError, IndexError) as err:
-        raise SpiralConfigError(
-            f"{type(network).__name__} cannot take the example input of shape {tuple(example.shape)} from {source} "
-            f"({type(err).__name__}: {str(err).splitlines()[0]}). If your `training_step` reshapes batches before "
-            "calling the network, pass `example_input=` (or set `example_input_array`) to what the network takes."
-        ) from err
-    finally:
-        network.train(was_training)
 
 
 def detached_copy(network: nn.Module, memo: dict[int, Any] | None = None) -> nn.Module:
