@@ -17,7 +17,7 @@ from lightning_spiral.io import load_teacher, restore
 from lightning_spiral.models import build_model
 from lightning_spiral.models.spec import spec_of
 from lightning_spiral.portable import export_program
-from user_nets import ConvNet
+from user_project import ConvNet
 
 CIFAR = (3, 32, 32)
 
@@ -101,7 +101,7 @@ def test_a_network_without_a_record_saves_and_restores(tmp_path) -> None:
     payload = torch.load(tmp_path / "plain.pt", weights_only=True)
     assert payload["format"] == "lightning-spiral-model/2"
     assert payload["spec"] == {"name": None, "kwargs": None, "input_shape": None, "input_dtype": "float32",
-                               "pruning_history": [], "network_class": "user_nets.ConvNet"}
+                               "pruning_history": [], "network_class": "user_project.models.ConvNet"}
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(restore(ConvNet(width=8), tmp_path / "plain.pt")(x), net(x))
 
@@ -111,7 +111,7 @@ def test_load_teacher_restores_a_users_network_onto_the_model_given(tmp_path) ->
     save_model(net, tmp_path / "teacher.pt")
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(load_teacher(tmp_path / "teacher.pt", ConvNet(width=8))(x), net(x))
-    with pytest.raises(ModelFormatError, match=r"holds a network of user_nets\.ConvNet .* `lightning_spiral\.restore\(ConvNet"):
+    with pytest.raises(ModelFormatError, match=r"holds a network of user_project\.models\.ConvNet .* `lightning_spiral\.restore\(ConvNet"):
         load_teacher(tmp_path / "teacher.pt")
 
 
@@ -133,10 +133,10 @@ def test_exported_program_runs_in_a_fresh_process_without_the_users_class(tmp_pa
     torch.save({"x": x, "y": net(x).detach()}, tmp_path / "io.pt")
     code = (
         "import sys, torch; program = torch.export.load('net.pt2').module(); d = torch.load('io.pt'); "
-        "assert not any(name.startswith(('user_nets', 'lightning_spiral', 'lightning')) for name in sys.modules); "
+        "assert not any(name.startswith(('user_project', 'lightning_spiral', 'lightning')) for name in sys.modules); "
         "print((program(d['x']) - d['y']).abs().max().item())"
     )
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # user_nets is not importable
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}  # user_project is not importable
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.strip()) <= 1e-5

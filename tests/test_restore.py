@@ -1,6 +1,6 @@
 """Networks of the user's own classes: saved as weights + pruning history, restored onto a fresh instance.
 
-The fresh-process tests import the user's classes from ``tests/user_nets.py`` by name, as a user's
+The fresh-process tests import the user's classes from ``tests/user_project`` by name, as a user's
 serving script would, and compare outputs with the network that was saved.
 """
 
@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import TinyDataModule, quiet_trainer
-from user_nets import AutoEncoder, ConvNet, LitAutoEncoder, LitClassifier, TokenClassifier
+from user_project import AutoEncoder, ConvNet, LitAutoEncoder, LitClassifier, TokenClassifier
 from lightning_spiral.errors import ModelFormatError, SpiralConfigError
 from lightning_spiral.io import load_model, restore, restore_checkpoint, save_model
 from lightning_spiral.model_record import PRUNED_NETWORKS_KEY
@@ -59,7 +59,7 @@ def test_user_classes_pruned_twice_restore_in_a_fresh_process(tmp_path) -> None:
         "conv": (ConvNet(width=12, num_classes=5), "ConvNet(width=12, num_classes=5)", torch.randn(4, 1, 8, 8)),
         "autoencoder": (AutoEncoder(hidden=24, latent=6), "AutoEncoder(hidden=24, latent=6)", torch.randn(4, 64)),
     }
-    lines = ["import torch", "from lightning_spiral import restore", "from user_nets import AutoEncoder, ConvNet",
+    lines = ["import torch", "from lightning_spiral import restore", "from user_project import AutoEncoder, ConvNet",
              "result = {}"]
     for name, (net, constructor, x) in cases.items():
         pruned_twice(trained_statistics(net), x[:1])
@@ -76,7 +76,7 @@ def test_the_record_of_a_user_network_and_an_integer_input(tmp_path) -> None:
     net = pruned_twice(AutoEncoder(), torch.randn(1, 64))
     record = spec_of(net)
     assert (record.name, record.kwargs, record.input_shape, record.input_dtype) == (None, None, (64,), "float32")
-    assert record.network_class == "user_nets.AutoEncoder"
+    assert record.network_class == "user_project.models.AutoEncoder"
     twin = copy.deepcopy(net)
     assert spec_of(twin) == record and spec_of(twin) is not record  # survives deepcopy, independent
     tokens = torch.randint(0, 50, (3, 7))
@@ -95,7 +95,7 @@ def saved_conv(tmp_path_factory) -> Path:
 
 
 def test_restore_onto_another_class_or_constructor_names_both(saved_conv, tmp_path) -> None:
-    hint = r"Construct `model` \(user_nets\.{}\) with the class and constructor arguments of the saved network \(user_nets\.ConvNet\)"
+    hint = r"Construct `model` \(user_project\.models\.{}\) with the class and constructor arguments of the saved network \(user_project\.models\.ConvNet\)"
     with pytest.raises(ModelFormatError, match=r"The pruning history of '.*conv.pt' does not fit the AutoEncoder .*"
                        + hint.format("AutoEncoder")):
         restore(AutoEncoder(), saved_conv)
@@ -108,7 +108,7 @@ def test_restore_onto_another_class_or_constructor_names_both(saved_conv, tmp_pa
 def test_restore_refuses_a_pruned_instance_and_load_model_points_to_restore(saved_conv) -> None:
     with pytest.raises(SpiralConfigError, match=r"`model` \(ConvNet\) was pruned already \(\d+ steps\); pass a freshly"):
         restore(restore(ConvNet(width=12), saved_conv), saved_conv)
-    with pytest.raises(ModelFormatError, match=r"holds a network of user_nets\.ConvNet \(no registry name\).* "
+    with pytest.raises(ModelFormatError, match=r"holds a network of user_project\.models\.ConvNet \(no registry name\).* "
                        r"`lightning_spiral\.restore\(ConvNet\(\.\.\.\), path\)`"):
         load_model(saved_conv)
 
@@ -127,13 +127,13 @@ def fitted_checkpoint(tmp_path_factory) -> tuple[LitClassifier, Path]:
 def test_checkpoint_of_a_pruned_user_module_restores_in_a_fresh_process(fitted_checkpoint, tmp_path) -> None:
     module, checkpoint = fitted_checkpoint
     payload = torch.load(checkpoint, weights_only=True)  # a Lightning 2.6 checkpoint with plain hyperparameters
-    assert payload["hyper_parameters"] == {"learning_rate": 1e-3}
+    assert payload["hyper_parameters"] == {"learning_rate": 2e-3}
     assert list(payload[PRUNED_NETWORKS_KEY]) == ["backbone"]
     assert module.backbone.stem[0].out_channels == 8
     x = torch.randn(5, 1, 8, 8)
     torch.save({"x": x, "y": module(x).detach()}, tmp_path / "io.pt")
     result = run_fresh([
-        "import torch", "from lightning_spiral import restore_checkpoint", "from user_nets import ConvNet, LitClassifier",
+        "import torch", "from lightning_spiral import restore_checkpoint", "from user_project import ConvNet, LitClassifier",
         f"m = restore_checkpoint(LitClassifier(backbone=ConvNet()), {str(checkpoint)!r}); d = torch.load('io.pt')",
         "print(((m(d['x']) - d['y']).abs().max().item(), m.training, m.backbone.stem[0].out_channels))",
     ], tmp_path)
@@ -148,6 +148,6 @@ def test_checkpoint_errors_name_the_attribute_and_the_module(fitted_checkpoint, 
         restore_checkpoint(LitAutoEncoder(), checkpoint)
     # what Lightning writes when `save_hyperparameters()` keeps the backbone: the module pickled among the hyperparameters
     torch.save({"state_dict": {}, "hyper_parameters": {"backbone": ConvNet()}}, tmp_path / "pickled.ckpt")
-    with pytest.raises(ModelFormatError, match=r"not a readable lightning-spiral model file \(it pickles user_nets\.ConvNet, "
+    with pytest.raises(ModelFormatError, match=r"not a readable lightning-spiral model file \(it pickles user_project\.models\.ConvNet, "
                        r"which `weights_only=True` refuses\)\. It may be truncated, corrupt, or contain pickled code"):
         restore_checkpoint(LitClassifier(backbone=ConvNet()), tmp_path / "pickled.ckpt")

@@ -12,7 +12,7 @@ from lightning_spiral import KDLoss, PruningCallback, SpiralModule
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.models import build_model
-from user_nets import LitAutoEncoder
+from user_project import LitAutoEncoder
 
 
 def test_prunes_the_student_before_the_optimizer_is_built(tiny_data) -> None:
@@ -154,7 +154,7 @@ def test_an_example_input_the_network_cannot_take_is_refused_before_pruning(tiny
                        + source + r" \(RuntimeError: mat1 and mat2 shapes cannot be multiplied .*\)\. If your `training_step` "
                        r"reshapes batches .* `example_input=` .* `example_input_shape=`, or set `example_input_array`"):
         trainer.fit(module, datamodule=tiny_data)
-    assert module.autoencoder.encoder[0].out_features == 32  # refused before any pruning
+    assert module.autoencoder.encoder[0].out_features == 48  # refused before any pruning
 
 
 @pytest.mark.parametrize("how", ["example_input", "example_input_shape", "example_input_array"])
@@ -166,7 +166,7 @@ def test_an_example_input_the_network_takes_prunes_it(tiny_data, how: str) -> No
     options = {how: kwargs[how]} if how in kwargs else {}
     callback = PruningCallback(amount=0.5, attr="autoencoder", verbose=0, **options)
     quiet_trainer(max_epochs=1, limit_train_batches=1, callbacks=[callback]).fit(module, datamodule=tiny_data)
-    assert module.autoencoder.encoder[0].out_features == 16
+    assert module.autoencoder.encoder[0].out_features == 24  # half of 48
     assert callback.summary["macs_after"] < callback.summary["macs_before"]
 
 

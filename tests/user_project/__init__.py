@@ -6,6 +6,6 @@ The tests (and the CLI test, through ``_target_``) hand these classes to the spi
 ``training_step`` and is judged on ``val_loss``.
 """
 
-from user_project.models import AutoEncoder, Backbone, LitAutoEncoder, LitClassifier
+from user_project.models import AutoEncoder, Backbone, ConvNet, LitAutoEncoder, LitClassifier, TokenClassifier
 
-__all__ = ["AutoEncoder", "Backbone", "LitAutoEncoder", "LitClassifier"]
+__all__ = ["AutoEncoder", "Backbone", "ConvNet", "LitAutoEncoder", "LitClassifier", "TokenClassifier"]

@@ -22,6 +22,35 @@ class Backbone(nn.Module):
         return self.head(self.l2(self.l1(x)))
 
 
+class ConvNet(nn.Module):
+    """A small residual CNN for 1x8x8 images: conv-BN stem, one two-conv residual block, linear head."""
+
+    def __init__(self, width: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.block = nn.Sequential(
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(2 * width, width, 3, padding=1), nn.BatchNorm2d(width),
+        )
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 1, 8, 8)
+        h = self.stem(x)
+        return self.head(F.relu(h + self.block(h)))
+
+
+class TokenClassifier(nn.Module):
+    """Token ids (N, T) -> embedding -> mean over tokens -> MLP -> 2 logits: an integer-input network."""
+
+    def __init__(self, vocab: int = 100, dim: int = 32, hidden: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # tokens: (N, T) int64
+        return self.mlp(self.embed(tokens).mean(1))
+
+
 class LitClassifier(L.LightningModule):
     """As in the Lightning docs: the backbone is passed in and left out of the hyperparameters."""
 
