@@ -135,3 +135,16 @@ def test_teacher_checkpoint_in_config_replaces_the_model(tmp_path) -> None:
     save_model(build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), tmp_path / "teacher.pt")
     spiral = build_spiral(_compose(f"spiral.teacher_checkpoint={tmp_path / 'teacher.pt'}"), output_dir=tmp_path / "run")
     assert spiral.blank is None and spiral.teacher_checkpoint == tmp_path / "teacher.pt"
+
+
+def test_a_users_own_network_class_by_target_gets_only_the_data_facts_it_takes(tmp_path) -> None:
+    """`model._target_=user_project.Backbone`: it takes `num_classes` but no `input_shape`; the built-in path wraps it."""
+    from lightning_spiral.spiral import build_spiral
+    from user_project import Backbone
+
+    with initialize_config_module(config_module="lightning_spiral.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=small_cnn", "~model.name", "~model.widths",
+                                                       "model._target_=user_project.Backbone", "+model.width=8"])
+    spiral = build_spiral(cfg, output_dir=tmp_path / "run")
+    assert type(spiral.template.network) is Backbone and spiral.template.network.l1[0].out_channels == 8
+    assert spiral.settings()["module"] == "SpiralModule" and spiral.blank is not None  # stages restore onto Backbone
