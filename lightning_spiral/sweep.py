@@ -114,7 +114,7 @@ class SweepRun:
 
 
 def collect_runs(sweep_dir: str | os.PathLike) -> list[SweepRun]:
-    """Every run with a ``report.json`` below ``sweep_dir``, sorted by MACs, fronts marked.
+    """Every run with a ``report.json`` below ``sweep_dir``, sorted by MACs (the best top-1 first among equals), fronts marked.
 
     Raises:
         SpiralConfigError: ``sweep_dir`` is not a directory, or holds no ``report.json``.
@@ -129,7 +129,7 @@ def collect_runs(sweep_dir: str | os.PathLike) -> list[SweepRun]:
             "pass the directory of a `lightning-spiral -m ...` multirun (hydra.sweep.dir)."
         )
     runs = [_read_run(sweep_dir, path.parent) for path in report_files]
-    runs.sort(key=lambda run: (run.final.macs, run.name))
+    runs.sort(key=lambda run: (run.final.macs, -(run.final.top1 or 0.0), run.name))  # among equal MACs, the best first
     shared = [item for item in runs[0].overrides if all(item in run.overrides for run in runs[1:])] if len(runs) > 1 else []
     for run in runs:
         run.shared = shared

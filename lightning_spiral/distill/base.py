@@ -68,8 +68,9 @@ class DistillationLoss(nn.Module):
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if student_logits.shape != teacher_logits.shape:
             raise SpiralConfigError(
-                f"Student and teacher logits must have the same shape, got student {tuple(student_logits.shape)} "
-                f"and teacher {tuple(teacher_logits.shape)}. Do both networks have the same `num_classes`?"
+                f"Student and teacher outputs must have the same shape, got student {tuple(student_logits.shape)} "
+                f"and teacher {tuple(teacher_logits.shape)}. Do both networks end in the same head (same `num_classes` "
+                "or output size)? For networks returning several outputs, pick the tensor with `outputs=`."
             )
         with torch.autocast(device_type=student_logits.device.type, enabled=False):
             return self.compute(student_logits.float(), teacher_logits.float(), target)

@@ -87,7 +87,7 @@ class Spiral(SpiralSetup):
             module's ``example_input_array``, else the first training batch (the built-in path:
             ``datamodule.input_shape``).
         distill_weight: with ``module``: the distillation term is ``distill_weight × loss`` added to
-            the loss your step returns. The built-in path replaces the step's loss by ``loss``.
+            the loss your step returns. The built-in path replaces the step's loss by ``distill_weight × loss``.
         outputs: how to find the network's output tensor in what it returns (see
             :class:`DistillationCallback`): ``None``, a key/attribute name, an index or a function.
         optimizer: optimizer partial of the built-in :class:`SpiralModule` (``None``: SGD, lr 0.05).

@@ -251,7 +251,7 @@ class SpiralSetup:
             "stage_macs_ratio": None if self.stage_targets else self.probe_callback.target_macs_ratio,
             "importance": self.probe_callback.importance,
             "loss": repr(self.loss),
-            "distill_weight": None if self.builtin else self.distill_weight,
+            "distill_weight": self.distill_weight,
             "seed": self.seed,
             "teacher_checkpoint": None if self.teacher_checkpoint is None else str(self.teacher_checkpoint),
             "quantize": self.quantize.to_dict(),
