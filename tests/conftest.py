@@ -42,6 +42,19 @@ class TinyDataModule(L.LightningDataModule):
         return self._loader()
 
 
+class CountingTeacher(torch.nn.Module):
+    """Wraps a network and counts how many samples went through its forward."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.samples = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.samples += len(x)
+        return self.network(x)
+
+
 @pytest.fixture
 def tiny_data() -> TinyDataModule:
     return TinyDataModule()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -34,6 +33,7 @@ import torch.nn as nn
 from lightning_spiral.atomic import atomic_write_bytes
 from lightning_spiral.deploy.runtime import INPUT_NAME, OUTPUT_NAME, onnx_session, require_deploy_extra
 from lightning_spiral.measure import _check_input_shape, _eval_mode
+from lightning_spiral.portable import export_program
 
 if TYPE_CHECKING:
     import onnx
@@ -85,14 +85,9 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[
     """Write ``model`` as a ``torch.export`` program (``.pt2``) with a dynamic batch dimension, atomically.
 
     Load it with ``torch.export.load(path).module()``: plain PyTorch, no lightning-spiral import.
+    The shape-taking form of :func:`lightning_spiral.portable.export_program`.
     """
-    shape = _check_input_shape(input_shape)
-    cpu_model = _cpu_copy(model)
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(cpu_model, (torch.randn(2, *shape),), dynamic_shapes=({0: batch},))
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    export_program(model, torch.randn(2, *_check_input_shape(input_shape)), path)
 
 
 def strip_metadata(proto: onnx.ModelProto) -> None:

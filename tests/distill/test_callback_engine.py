@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import quiet_trainer
+from conftest import CountingTeacher, quiet_trainer
 from docs_style import LitClassifier
 from lightning_spiral import DistillationCallback, KDLoss, PruningCallback, SpiralModule
 from lightning_spiral.distill import FitNetLoss, LogitMSELoss, WeightedSum
@@ -86,17 +86,6 @@ def test_add_param_group_extends_the_schedulers_lists() -> None:
     optimizer.step()
     cosine.step()
     assert optimizer.param_groups[0]["lr"] < 0.2 and optimizer.param_groups[1]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
-
-
-class CountingTeacher(nn.Module):
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-        self.samples = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.samples += len(x)
-        return self.network(x)
 
 
 def test_teacher_cache_in_the_callback(tiny_data) -> None:

@@ -8,7 +8,7 @@ import lightning.pytorch as L
 import pytest
 import torch
 
-from conftest import quiet_trainer
+from conftest import CountingTeacher, quiet_trainer
 from lightning_spiral import PruningCallback, SpiralModule
 from lightning_spiral.distill import AttentionTransferLoss, FitNetLoss, KDLoss, LabelCrossEntropy, WeightedSum
 from lightning_spiral.errors import SpiralConfigError
@@ -68,19 +68,6 @@ def test_unknown_feature_path_is_a_clear_error(tiny_data) -> None:
     module = SpiralModule(student, teacher, loss=AttentionTransferLoss("layer9"), num_classes=10)
     with pytest.raises(SpiralConfigError, match=r"Feature path 'layer9' is not a module of SmallCNN"):
         quiet_trainer(max_epochs=1).fit(module, datamodule=tiny_data)
-
-
-class CountingTeacher(torch.nn.Module):
-    """Wraps a network and counts how many samples went through its forward."""
-
-    def __init__(self, network: torch.nn.Module) -> None:
-        super().__init__()
-        self.network = network
-        self.samples = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.samples += len(x)
-        return self.network(x)
 
 
 def test_teacher_cache_skips_the_teacher_after_the_first_epoch(tiny_data) -> None:
