@@ -189,9 +189,8 @@ class SpiralSetup:
         blank = None if model is None else detached_copy(model)
         if self.resume:
             return None, blank
+        # a weights-only file loads into ``model`` in place; one that carries its architecture needs no ``model``
         teacher = model if self.teacher_checkpoint is None else load_teacher(self.teacher_checkpoint, model, checkpoint_attr)
-        if model is not None and self.teacher_checkpoint is not None and teacher is not model:
-            blank = None
         return ModuleTemplate(self.builtin_module(teacher), "student"), blank
 
     def builtin_module(self, network: nn.Module) -> SpiralModule:
