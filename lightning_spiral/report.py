@@ -265,7 +265,12 @@ def read_report(run_dir: str | os.PathLike) -> SpiralReport:
 
 def monitor_key(report: SpiralReport) -> str:
     """The validation key that judged the run's stages (``val/top1`` for runs recorded before monitors)."""
-    return (report.settings.get("monitor") or {}).get("key", "val/top1")
+    return (spiral_settings(report).get("monitor") or {}).get("key", "val/top1")
+
+
+def spiral_settings(report: SpiralReport) -> dict[str, Any]:
+    """The spiral's own section of the settings record (the whole settings of runs recorded before it had sections)."""
+    return report.settings.get("spiral", report.settings)
 
 
 def format_score(key: str, value: float | None) -> str:
@@ -322,7 +327,8 @@ def render_markdown(report: SpiralReport) -> str:
         "",
         f"Machine: {_key_values(report.machine)}",
         "",
-        f"Settings: {_key_values(report.settings)}",
+        f"Settings: {_key_values(spiral_settings(report))}, seed={report.settings.get('seed')} "
+        "(every setting: `report.json`)",
     ]
     return "\n".join(lines) + "\n"
 

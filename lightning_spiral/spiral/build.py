@@ -35,6 +35,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
+from lightning_spiral.checks import check_int
 from lightning_spiral.errors import SpiralError
 from lightning_spiral.io import carries_architecture
 from lightning_spiral.spiral.driver import Spiral
@@ -43,14 +44,15 @@ from lightning_spiral.spiral.driver import Spiral
 def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = False) -> Spiral:
     """Instantiate data, model, loss, pruning and trainer partials and hand them to :class:`Spiral`.
 
-    With ``resume`` the run in ``output_dir`` continues; its teacher comes from the run, not the model config.
+    With ``resume`` the run in ``output_dir`` continues; its teacher comes from the run, but the
+    model node is still built, so that the settings record compares the architecture too.
     """
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # model initialisation is part of the run
+    L.seed_everything(check_int("seed", cfg.seed, 0), workers=True, verbose=False)  # model initialisation is part of the run
     with spiral_errors_unwrapped():
         datamodule = instantiate(cfg.data)
         module = instantiate(cfg.module, _convert_="all") if cfg.get("module") is not None else None
-        model = None  # a user's module, a resumed run, or a teacher file that carries its own architecture, needs no model
-        if module is None and not resume and needs_model(cfg):
+        model = None  # a user's module, or a teacher file that carries its own architecture, needs no model
+        if module is None and needs_model(cfg):
             model = instantiate(cfg.model, **data_facts(cfg.model, datamodule), _convert_="all")
         return instantiate(
             cfg.spiral,

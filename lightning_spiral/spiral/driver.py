@@ -50,7 +50,7 @@ from lightning_spiral.pruning import PruningCallback
 from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, read_report, write_report
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.progress import StageProgress, log_stage_result, stage_summary, stage_trainer
-from lightning_spiral.spiral.resume import check_same_settings, discard_unfinished_stages, is_finished
+from lightning_spiral.spiral.resume import clear_run, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.setup import TEACHER_MODES, SpiralSetup, TeacherMode
 from lightning_spiral.spiral.stage_record import failed_stage, is_global_zero, measure_stage
 from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
@@ -108,7 +108,8 @@ class Spiral(SpiralSetup):
             :func:`lightning_spiral.io.load_teacher`); weights-only files need ``model``.
         teacher_checkpoint_attr: the checkpoint module's attribute that holds the network.
         output_dir: the run directory; it must not already hold a run unless ``overwrite`` or ``resume``.
-        overwrite: allow writing into a directory that already holds a run.
+        overwrite: replace the run in ``output_dir``: once the new run is accepted (every check passed),
+            :meth:`run` removes the old run's stage folders and reports before its teacher stage.
         resume: continue the run in ``output_dir`` from its last finished stage (settings must match;
             with ``module``, pass the same module: the saved networks are restored onto its class).
         seed: base seed; stage k runs with ``seed + k``.
@@ -140,8 +141,11 @@ class Spiral(SpiralSetup):
         if self.resume:
             report, original_teacher, current = self.resume_point()
         else:
+            if self.overwrite and self.is_global_zero:
+                clear_run(self.output_dir)
             teacher, teacher_result = self.run_teacher_stage()
-            report = SpiralReport(teacher=teacher_result, stages=[], settings=self.settings(), machine=machine_info(self.threads))
+            report = SpiralReport(teacher=teacher_result, stages=[], settings=self.settings.to_dict(),
+                                  machine=machine_info(self.threads))
             self.write(report)
             original_teacher, current = teacher, teacher
         teacher_result = report.teacher
@@ -182,7 +186,7 @@ class Spiral(SpiralSetup):
     def resume_point(self) -> tuple[SpiralReport, nn.Module, nn.Module]:
         """The recorded report, the teacher and the last kept network of the run being resumed."""
         report = read_report(self.output_dir)
-        check_same_settings(report.settings, self.settings())
+        self.settings.check_resumable(report.settings)
         if self.is_global_zero:
             for path in discard_unfinished_stages(self.output_dir, len(report.stages)):
                 rank_zero_info(f"[Spiral] discarded the unfinished {path.name}")

@@ -21,6 +21,7 @@ import math
 from typing import Any, Literal
 
 from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.spiral.settings import DEFAULT_MAX_DROP
 
 MonitorMode = Literal["min", "max"]
 
@@ -98,4 +99,4 @@ def as_monitor(monitor: Monitor | str | dict | None, max_accuracy_drop: float | 
         raise SpiralConfigError(
             f"`monitor` must be a Monitor, a metric key (str) or None (the built-in 'val/top1'), got {monitor!r}."
         )
-    return Monitor(monitor or BUILTIN_KEY, mode="max", max_drop=0.02 if max_accuracy_drop is None else max_accuracy_drop)
+    return Monitor(monitor or BUILTIN_KEY, mode="max", max_drop=DEFAULT_MAX_DROP if max_accuracy_drop is None else max_accuracy_drop)

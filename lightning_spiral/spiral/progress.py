@@ -38,6 +38,7 @@ from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_spiral.checks import check_choice
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.measure import count_macs
 from lightning_spiral.module_network import network_of
@@ -50,8 +51,7 @@ Verbosity = Literal[0, 1, 2]
 
 def check_logger_choice(loggers: str) -> LoggerChoice:
     """``loggers`` if it is a :data:`LoggerChoice`, else a clear error (also when TensorBoard is missing)."""
-    if loggers not in get_args(LoggerChoice):
-        raise SpiralConfigError(f"`loggers` must be one of {list(get_args(LoggerChoice))}, got {loggers!r}.")
+    check_choice("loggers", loggers, get_args(LoggerChoice))
     if loggers == "tensorboard" and not _TENSORBOARD_AVAILABLE:
         raise SpiralConfigError(
             "`loggers='tensorboard'` needs the `tensorboard` package, which is not installed: "
@@ -62,12 +62,8 @@ def check_logger_choice(loggers: str) -> LoggerChoice:
 
 def check_verbose(verbose: int) -> Verbosity:
     """``verbose`` if it is 0, 1 or 2, else a clear error."""
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise SpiralConfigError(
-            f"`verbose` must be 0 (silent), 1 (stage lines and the final table) or 2 (also layer widths "
-            f"and model summaries), got {verbose!r}."
-        )
-    return verbose  # type: ignore[return-value]
+    return check_choice("verbose", verbose, (0, 1, 2), hint="0: silent, 1: stage lines and the final table, "
+                        "2: also layer widths and model summaries.")  # type: ignore[return-value]
 
 
 def stage_loggers(run_dir: Path, stage_name: str, choice: LoggerChoice) -> list[Logger]:

@@ -3,18 +3,18 @@
 A stage is finished once ``report.json`` lists it (the report is rewritten atomically after every
 stage, after the stage's model file). Stage folders beyond the report belong to a stage that was
 interrupted and are removed before the spiral continues with that stage from the start.
-Resuming with settings that differ from the recorded ones is refused: the stages would not form
-one spiral.
+Resuming with settings that differ from the recorded ones is refused
+(:meth:`~lightning_spiral.spiral.settings.RunSettings.check_resumable`): the stages would not form one
+spiral. A run started with ``overwrite=True`` first clears the old run's outputs (:func:`clear_run`).
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
-from lightning_spiral.errors import SpiralConfigError
-from lightning_spiral.report import SpiralReport
+from lightning_spiral.deploy.stage import QUANTIZED_DIR
+from lightning_spiral.report import REPORT_JSON, REPORT_MARKDOWN, REPORT_PLOT, SpiralReport
 
 
 def discard_unfinished_stages(output_dir: Path, finished_stages: int) -> list[Path]:
@@ -28,13 +28,20 @@ def discard_unfinished_stages(output_dir: Path, finished_stages: int) -> list[Pa
     return removed
 
 
-def check_same_settings(recorded: dict[str, Any], current: dict[str, Any]) -> None:
-    """Raise if a setting recorded in the run differs from the one given now."""
-    differing = {key: (recorded[key], current[key]) for key in current if key in recorded and recorded[key] != current[key]}
-    if differing:
-        shown = ", ".join(f"`{key}` recorded {old!r}, now {new!r}" for key, (old, new) in differing.items())
-        raise SpiralConfigError(f"Cannot resume: the settings differ from the run being resumed ({shown}). "
-                                "Resume with the same settings, or start a new run.")
+def clear_run(output_dir: Path) -> list[Path]:
+    """Remove a previous run's stage folders and reports from ``output_dir`` (``overwrite=True``); return what went."""
+    removed = [path for path in sorted(output_dir.iterdir()) if is_run_output(path)]
+    for path in removed:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return removed
+
+
+def is_run_output(path: Path) -> bool:
+    """A stage folder, the quantized stage's folder, TensorBoard logs or a report file of a spiral run."""
+    if path.is_dir():
+        number = path.name.removeprefix("stage_")
+        return (path.name.startswith("stage_") and number.isdigit()) or path.name in (QUANTIZED_DIR, "tensorboard")
+    return path.name in (REPORT_JSON, REPORT_MARKDOWN, REPORT_PLOT)
 
 
 def is_finished(report: SpiralReport, target_macs_ratio: float, max_stages: int) -> bool:

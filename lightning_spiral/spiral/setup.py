@@ -17,6 +17,7 @@ import lightning.pytorch as L
 import torch
 import torch.nn as nn
 
+from lightning_spiral.checks import check_bool, check_choice, check_int, check_interval, check_positive
 from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.distill import DistillationCallback
 from lightning_spiral.errors import SpiralConfigError
@@ -27,18 +28,17 @@ from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.spiral.monitor import BUILTIN_KEY, Monitor, as_monitor
 from lightning_spiral.spiral.progress import LoggerChoice, check_logger_choice, check_verbose
 from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
+from lightning_spiral.spiral.settings import DEFAULTS, RunSettings, default_stage_epochs
 from lightning_spiral.spiral.validation import (
-    check_fraction,
+    check_module_optimizers,
     check_monitor_is_logged,
     check_network_fits_data,
-    check_non_negative_int,
-    check_positive_int,
-    check_positive_number,
     check_round_trip,
     check_run_directory,
     check_stage_epochs,
     check_strategy_keeps_the_model,
     check_target_reachable,
+    check_trainer_builds,
     scheduled_probe,
 )
 
@@ -58,43 +58,43 @@ class SpiralSetup:
         loss: nn.Module | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
-        teacher: TeacherMode = "original",
-        target_macs_ratio: float = 0.5,
-        schedule: Literal["constant", "geometric", "linear", "cubic"] = "constant",
-        max_stages: int = 3,
-        max_accuracy_drop: float | None = None,
-        teacher_epochs: int = 10,
-        stage_epochs: int | Sequence[int] = 3,
+        teacher: TeacherMode = DEFAULTS.teacher,
+        target_macs_ratio: float = DEFAULTS.target_macs_ratio,
+        schedule: Literal["constant", "geometric", "linear", "cubic"] = DEFAULTS.schedule,
+        max_stages: int = DEFAULTS.max_stages,
+        max_accuracy_drop: float | None = DEFAULTS.max_accuracy_drop,
+        teacher_epochs: int = DEFAULTS.teacher_epochs,
+        stage_epochs: int | Sequence[int] | None = DEFAULTS.stage_epochs,
         teacher_checkpoint: str | None = None,
         teacher_checkpoint_attr: str | None = None,
         output_dir: str = "spiral_run",
         overwrite: bool = False,
         resume: bool = False,
         seed: int = 0,
-        latency_repeats: int = 20,
-        threads: int = 2,
-        cache_teacher: bool = False,
-        loggers: LoggerChoice = "auto",
-        verbose: int = 1,
+        latency_repeats: int = DEFAULTS.latency_repeats,
+        threads: int = DEFAULTS.threads,
+        cache_teacher: bool = DEFAULTS.cache_teacher,
+        loggers: LoggerChoice = DEFAULTS.loggers,
+        verbose: int = DEFAULTS.verbose,
         quantize: QuantizeSettings | None = None,
         module: L.LightningModule | None = None,
         network: str | None = None,
         monitor: Monitor | str | None = None,
         example_input: torch.Tensor | None = None,
-        distill_weight: float = 1.0,
+        distill_weight: float = DEFAULTS.distill_weight,
         outputs: Any = None,
     ) -> None:
-        if teacher not in TEACHER_MODES:
-            raise SpiralConfigError(f"`teacher` must be one of {list(TEACHER_MODES)}, got {teacher!r}.")
         for name, value in (("datamodule", datamodule), ("trainer", trainer), ("pruning", pruning)):
             if value is None:
                 raise SpiralConfigError(f"`{name}` is required, got None.")
-        self.teacher_mode = teacher
-        self.resume = bool(resume)
+        self.teacher_mode = check_choice("teacher", teacher, TEACHER_MODES)
+        self.resume = check_bool("resume", resume)
+        self.seed = check_int("seed", seed, 0)
         self.builtin = module is None
         self.datamodule = datamodule
         self.check_path(model, module, network, optimizer, scheduler, teacher_checkpoint, quantize)
         check_strategy_keeps_the_model(trainer)
+        check_trainer_builds(trainer)
         self.loggers = check_logger_choice(loggers)
         self.verbose = check_verbose(verbose)
         self.trainer_factory = trainer
@@ -103,36 +103,35 @@ class SpiralSetup:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.outputs = outputs
-        self.distill_weight = check_positive_number("distill_weight", distill_weight)
+        self.distill_weight = check_positive("distill_weight", distill_weight)
         self.distill_mode = "replace" if self.builtin else "add"  # the built-in loss carries its own label term
-        if max_accuracy_drop is not None:
-            check_fraction("max_accuracy_drop", max_accuracy_drop)
+        check_interval("max_accuracy_drop", max_accuracy_drop, "[0, 1]", none_ok=True)
         self.monitor = as_monitor(monitor, max_accuracy_drop)
-        self.target_macs_ratio = check_fraction("target_macs_ratio", target_macs_ratio, open_low=True)
-        self.max_stages = check_positive_int("max_stages", max_stages)
-        if schedule not in ("constant", *SCHEDULE_NAMES):
-            raise SpiralConfigError(f"`schedule` must be one of {['constant', *SCHEDULE_NAMES]}, got {schedule!r}.")
-        self.schedule = schedule
+        self.target_macs_ratio = check_interval("target_macs_ratio", target_macs_ratio, "(0, 1]")
+        self.max_stages = check_int("max_stages", max_stages, 1)
+        self.schedule = check_choice("schedule", schedule, ("constant", *SCHEDULE_NAMES))
         self.stage_targets = (
             None if schedule == "constant" else stage_macs_ratios(min(self.target_macs_ratio, 0.999), self.max_stages, schedule)
         )
         # validates the pruning arguments now, before any training
         self.probe_callback = pruning() if self.stage_targets is None else scheduled_probe(pruning, schedule)
-        self.teacher_epochs = check_non_negative_int("teacher_epochs", teacher_epochs)
-        self.stage_epochs = check_stage_epochs(stage_epochs, self.max_stages)
+        self.teacher_epochs = check_int("teacher_epochs", teacher_epochs, 0)
+        self.stage_epochs = check_stage_epochs(default_stage_epochs(stage_epochs, self.max_stages, schedule), self.max_stages)
         self.teacher_checkpoint = None if teacher_checkpoint is None else Path(teacher_checkpoint)
         if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
             raise SpiralConfigError(f"`teacher_checkpoint` {str(self.teacher_checkpoint)!r} does not exist.")
-        self.output_dir = check_run_directory(Path(output_dir), overwrite=overwrite, resume=self.resume)
-        self.seed = int(seed)
-        self.latency_repeats = check_positive_int("latency_repeats", latency_repeats)
-        self.threads = check_positive_int("threads", threads)
-        self.cache_teacher = bool(cache_teacher)
+        self.overwrite = check_bool("overwrite", overwrite)
+        self.output_dir = check_run_directory(Path(output_dir), overwrite=self.overwrite, resume=self.resume)
+        self.latency_repeats = check_int("latency_repeats", latency_repeats, 1)
+        self.threads = check_int("threads", threads, 1)
+        self.cache_teacher = check_bool("cache_teacher", cache_teacher)
         self.quantize = quantize or QuantizeSettings()
+        self.network_attr = "student" if self.builtin else network
         self.template, self.blank = self.build_template(model, module, network, teacher_checkpoint_attr)
         if self.builtin and self.template is not None:
             check_network_fits_data(self.template.network, self.datamodule)
         self.example = self.example_input(example_input)
+        self.settings = RunSettings.of(self, model=model, module=module)
         if not self.resume:
             self.check_before_training()
 
@@ -213,6 +212,8 @@ class SpiralSetup:
         if self.blank is not None:
             check_round_trip(network, self.blank, self.example, self.probe_callback)
         self.distillation_callbacks(network)  # the callback checks its arguments (weight, outputs) when built
+        if not self.builtin:  # the built-in module builds its optimizer once when constructed
+            check_module_optimizers(self.template)
         check_monitor_is_logged(self.template, self.datamodule, self.monitor)
 
     # --------------------------------------------------------------------------------- helpers
@@ -233,28 +234,6 @@ class SpiralSetup:
     def load_network(self, path: Path) -> nn.Module:
         """A saved stage's network: restored onto a fresh copy of the untrained one, or from its registry spec."""
         return load_model(path) if self.blank is None else restore(detached_copy(self.blank), path)
-
-    def settings(self) -> dict[str, Any]:
-        """What shapes the run, recorded in ``report.json`` and compared on resume."""
-        return {
-            "teacher": self.teacher_mode,
-            "target_macs_ratio": self.target_macs_ratio,
-            "schedule": self.schedule,
-            "max_stages": self.max_stages,
-            "monitor": self.monitor.to_dict(),
-            "module": "SpiralModule" if self.builtin else type(self.template.module).__qualname__,
-            "network": "student" if self.builtin else self.template.attr,
-            "teacher_epochs": None if self.teacher_checkpoint else self.teacher_epochs,
-            "stage_epochs": list(self.stage_epochs),
-            "amount": None if self.stage_targets else self.probe_callback.amount,  # a schedule sets stage targets instead
-            "stage_macs_ratio": None if self.stage_targets else self.probe_callback.target_macs_ratio,
-            "importance": self.probe_callback.importance,
-            "loss": repr(self.loss),
-            "distill_weight": self.distill_weight,
-            "seed": self.seed,
-            "teacher_checkpoint": None if self.teacher_checkpoint is None else str(self.teacher_checkpoint),
-            "quantize": self.quantize.to_dict(),
-        }
 
 
 __all__ = ["BUILTIN_KEY", "TEACHER_MODES", "SpiralSetup", "TeacherMode"]

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import math
+import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import torch
 import torch.nn as nn
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lightning_spiral.checks import check_int, is_integer
 from lightning_spiral.errors import ModelFormatError, PruningError, SpiralConfigError
 from lightning_spiral.io import restore, save_model
 from lightning_spiral.measure import count_macs
@@ -22,47 +25,17 @@ from lightning_spiral.spiral.monitor import Monitor
 from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
 
 
-def check_fraction(name: str, value: float, open_low: bool = False) -> float:
-    """``value`` in [0, 1] (or (0, 1] with ``open_low``)."""
-    low_ok = value > 0 if open_low else value >= 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low_ok and value <= 1):
-        interval = "(0, 1]" if open_low else "[0, 1]"
-        raise SpiralConfigError(f"`{name}` must be a fraction in {interval}, got {value!r}.")
-    return float(value)
-
-
-def check_positive_int(name: str, value: int) -> int:
-    """``value`` an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpiralConfigError(f"`{name}` must be an integer >= 1, got {value!r}.")
-    return value
-
-
-def check_positive_number(name: str, value: float) -> float:
-    """``value`` a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise SpiralConfigError(f"`{name}` must be a finite number > 0, got {value!r}.")
-    return float(value)
-
-
-def check_non_negative_int(name: str, value: int) -> int:
-    """``value`` an integer >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpiralConfigError(f"`{name}` must be an integer >= 0, got {value!r}.")
-    return value
-
-
 def check_stage_epochs(stage_epochs: int | Sequence[int], max_stages: int) -> list[int]:
     """One epoch count per stage: an int is repeated, a list must have ``max_stages`` entries."""
-    if isinstance(stage_epochs, int) and not isinstance(stage_epochs, bool):
-        return [check_positive_int("stage_epochs", stage_epochs)] * max_stages
-    epochs = list(stage_epochs)
-    if len(epochs) != max_stages:
+    if is_integer(stage_epochs):
+        return [check_int("stage_epochs", stage_epochs, 1)] * max_stages
+    epochs = list(stage_epochs) if isinstance(stage_epochs, Sequence) and not isinstance(stage_epochs, str) else None
+    if epochs is None or len(epochs) != max_stages:
         raise SpiralConfigError(
-            f"`stage_epochs` must be one integer or a list of `max_stages`={max_stages} integers, got {epochs!r} "
+            f"`stage_epochs` must be one integer or a list of `max_stages`={max_stages} integers, got {stage_epochs!r} "
             f"(e.g. {[1] * (max_stages - 1) + [9]}: short stages, then a long last one)."
         )
-    return [check_positive_int("stage_epochs", e) for e in epochs]
+    return [check_int("stage_epochs", e, 1) for e in epochs]
 
 
 def check_strategy_keeps_the_model(trainer: Callable[..., L.Trainer]) -> None:
@@ -76,6 +49,53 @@ def check_strategy_keeps_the_model(trainer: Callable[..., L.Trainer]) -> None:
             "hand the pruned student back to the spiral (and crashed 1 run in 10 here). Use strategy='ddp' "
             "(`trainer=ddp_cpu` on CPU), which runs the whole spiral in every process."
         )
+
+
+def check_trainer_builds(trainer: Callable[..., L.Trainer]) -> None:
+    """Build the ``trainer`` partial once, as every stage will: Lightning's own checks (precision, devices,
+    accelerator) fail now, and arguments the spiral sets per stage are refused rather than ignored."""
+    bound = trainer.keywords if isinstance(trainer, functools.partial) else {}
+    if bound.get("max_epochs") is not None:
+        raise SpiralConfigError(
+            f"`trainer.max_epochs`={bound['max_epochs']!r} would be ignored: the spiral sets each stage's epochs. "
+            "Use `teacher_epochs` and `stage_epochs` (config: spiral.teacher_epochs, spiral.stage_epochs) and remove it."
+        )
+    try:
+        with quiet_lightning():
+            trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as err:
+        given = ", ".join(f"{name}={value!r}" for name, value in bound.items()) or "its defaults"
+        reason = " ".join(str(err).split())
+        raise SpiralConfigError(f"`trainer` ({given}) is refused by Lightning: {reason}") from err
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's info lines (device banners) while a check builds a throwaway Trainer."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def check_module_optimizers(template: ModuleTemplate) -> None:
+    """Call a copy's ``configure_optimizers`` once: a bad learning rate fails now, not inside the teacher's fit."""
+    module = template.stage_module(detached_copy(template.network))
+    try:
+        module.configure_optimizers()
+    except ValueError as err:  # torch's own argument checks ("Invalid learning rate: -1")
+        raise SpiralConfigError(
+            f"{type(module).__name__}.configure_optimizers failed before training: {' '.join(str(err).split())}. "
+            "Fix the optimizer settings of your module."
+        ) from err
+    except Exception:  # noqa: BLE001 - it needs the Trainer it gets in fit (e.g. estimated_stepping_batches)
+        return
 
 
 def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModule) -> None:
@@ -147,6 +167,8 @@ def check_target_reachable(
 
 def check_run_directory(output_dir: Path, *, overwrite: bool, resume: bool) -> Path:
     """``output_dir`` as a run directory: resuming needs a run there, starting anew must not clobber one."""
+    if resume and not output_dir.is_dir():
+        raise SpiralConfigError(f"`resume` must name an existing run directory, got {str(output_dir)!r} (no such folder).")
     if resume and not (output_dir / "report.json").is_file():
         raise SpiralConfigError(
             f"`resume` needs a run directory with a report.json, but {str(output_dir)!r} has none "
@@ -195,9 +217,10 @@ def check_monitor_is_logged(template: ModuleTemplate, datamodule: L.LightningDat
             f"{type(module).__name__} has no `validation_step`; the spiral judges every stage on the validation metric "
             f"`monitor.key`={monitor.key!r}, which that step must `self.log`."
         )
-    trainer = L.Trainer(accelerator="cpu", devices=1, limit_val_batches=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    with quiet_lightning():
+        trainer = L.Trainer(accelerator="cpu", devices=1, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        logged = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     if monitor.key not in logged:
         raise SpiralConfigError(
             f"`monitor.key`={monitor.key!r} is not logged by {type(module).__name__}.validation_step; it logs "
