@@ -81,12 +81,17 @@ def check_interval(name: str, value: Any, interval: str = "[0, 1]", *, none_ok: 
     """A number in ``interval``, written as in mathematics: ``"[0, 1]"``, ``"(0, 1]"``, ``"[0, 1)"``, ``"(0, 1)"``."""
     if value is None and none_ok:
         return None
+    if not (is_number(value) and math.isfinite(value) and in_interval(value, interval)):
+        raise refuse(name, value, f"a number in {interval}", hint)
+    return float(value)
+
+
+def in_interval(value: float, interval: str) -> bool:
+    """Whether the number ``value`` lies in ``interval`` (``"(0, 1]"``: open below, closed above)."""
     low, high = (float(bound) for bound in interval[1:-1].split(","))
     above = value > low if interval[0] == "(" else value >= low
     below = value < high if interval[-1] == ")" else value <= high
-    if not is_number(value) or not (math.isfinite(value) and above and below):
-        raise refuse(name, value, f"a number in {interval}", hint)
-    return float(value)
+    return above and below
 
 
 def check_choice(name: str, value: T, allowed: Iterable[T], *, hint: str = "") -> T:

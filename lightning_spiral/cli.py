@@ -49,8 +49,6 @@ from lightning_spiral.spiral import build_spiral
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 FULL_ERROR = "LIGHTNING_SPIRAL_FULL_ERROR"  # the user's HYDRA_FULL_ERROR, kept while Hydra's is forced on
-# `hydra.run.dir: ${if_null:${resume},outputs/...}`: a resumed run's job log goes into the run it continues
-OmegaConf.register_new_resolver("if_null", lambda value, default: default if value is None else value, replace=True)
 
 
 def main() -> None:
@@ -63,7 +61,7 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         run_job()
-    except (HydraException, OmegaConfBaseException) as err:  # composing the config failed: before any work
+    except (HydraException, OmegaConfBaseException, OSError) as err:  # composing the config or making its run dir failed
         fail(err, EXIT_BAD_INPUT)
 
 
@@ -113,7 +111,7 @@ def write_job_record(output_dir: Path, cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     folder = output_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_text(folder / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_cfg}))
     atomic_write_text(folder / "overrides.yaml", OmegaConf.to_yaml(list(hydra_cfg.overrides.task)))
 

@@ -33,10 +33,10 @@ from typing import Any
 import lightning.pytorch as L
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lightning_spiral.checks import check_int
-from lightning_spiral.errors import SpiralError
+from lightning_spiral.errors import SpiralConfigError, SpiralError
 from lightning_spiral.io import carries_architecture
 from lightning_spiral.spiral.driver import Spiral
 
@@ -48,6 +48,7 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = 
     model node is still built, so that the settings record compares the architecture too.
     """
     L.seed_everything(check_int("seed", cfg.seed, 0), workers=True, verbose=False)  # model initialisation is part of the run
+    check_node_keys(cfg)
     with spiral_errors_unwrapped():
         datamodule = instantiate(cfg.data)
         module = instantiate(cfg.module, _convert_="all") if cfg.get("module") is not None else None
@@ -70,15 +71,39 @@ def build_spiral(cfg: DictConfig, output_dir: str | os.PathLike, resume: bool = 
         )
 
 
+TARGET_NODES = ("data", "model", "module", "distill", "pruning", "trainer", "spiral", "spiral.optimizer", "spiral.scheduler")
+
+
+def target_parameters(node: DictConfig) -> dict[str, inspect.Parameter] | None:
+    """The parameters of a node's ``_target_``; ``None`` when it takes any keyword or cannot be imported
+    (Hydra reports a target it cannot import in its own words)."""
+    try:
+        parameters = dict(inspect.signature(get_object(node._target_)).parameters)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    return None if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()) else parameters
+
+
+def check_node_keys(cfg: DictConfig) -> None:
+    """Every key of a ``_target_`` node is an argument of its target: ``+pruning.bogus=1`` is refused by name."""
+    for path in TARGET_NODES:
+        node = OmegaConf.select(cfg, path)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        parameters = target_parameters(node)
+        unknown = [key for key in node if parameters is not None and not key.startswith("_") and key not in parameters]
+        if unknown:
+            raise SpiralConfigError(
+                f"unknown key `{path}.{unknown[0]}`: {node._target_} takes no argument {unknown[0]!r}; "
+                f"it takes {sorted(name for name in parameters if name not in ('self', 'args', 'kwargs'))}."
+            )
+
+
 def data_facts(node: DictConfig, datamodule: L.LightningDataModule) -> dict[str, Any]:
     """``num_classes`` and ``input_shape`` of the data, for those of them the model's ``_target_`` accepts."""
     facts = {"num_classes": getattr(datamodule, "num_classes", None), "input_shape": list(getattr(datamodule, "input_shape", []))}
-    try:
-        parameters = inspect.signature(get_object(node._target_)).parameters
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return facts  # Hydra reports a target it cannot import in its own words
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    return {name: value for name, value in facts.items() if (takes_any or name in parameters) and name not in node}
+    parameters = target_parameters(node)
+    return {name: value for name, value in facts.items() if (parameters is None or name in parameters) and name not in node}
 
 
 def needs_model(cfg: DictConfig) -> bool:

@@ -47,7 +47,7 @@ from lightning_spiral.deploy.result import QuantizedResult
 from lightning_spiral.deploy.stage import QUANTIZED_DIR, run_quantize_stage
 from lightning_spiral.errors import StageFailedError
 from lightning_spiral.pruning import PruningCallback
-from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, read_report, write_report
+from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, write_report
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.progress import StageProgress, log_stage_result, stage_summary, stage_trainer
 from lightning_spiral.spiral.resume import clear_run, discard_unfinished_stages, is_finished
@@ -185,8 +185,7 @@ class Spiral(SpiralSetup):
 
     def resume_point(self) -> tuple[SpiralReport, nn.Module, nn.Module]:
         """The recorded report, the teacher and the last kept network of the run being resumed."""
-        report = read_report(self.output_dir)
-        self.settings.check_resumable(report.settings)
+        report = self.recorded  # read and compared with the settings when the spiral was built
         if self.is_global_zero:
             for path in discard_unfinished_stages(self.output_dir, len(report.stages)):
                 rank_zero_info(f"[Spiral] discarded the unfinished {path.name}")

@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 
 from lightning_spiral.deploy.stage import QUANTIZED_DIR
-from lightning_spiral.report import REPORT_JSON, REPORT_MARKDOWN, REPORT_PLOT, SpiralReport
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.report import REPORT_JSON, REPORT_MARKDOWN, REPORT_PLOT, SpiralReport, read_report
 
 
 def discard_unfinished_stages(output_dir: Path, finished_stages: int) -> list[Path]:
@@ -26,6 +27,17 @@ def discard_unfinished_stages(output_dir: Path, finished_stages: int) -> list[Pa
             shutil.rmtree(path)
             removed.append(path)
     return removed
+
+
+def recorded_report(output_dir: Path) -> SpiralReport:
+    """The report of the run to resume, refused in one line when it cannot be read."""
+    try:
+        return read_report(output_dir)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError
+        raise SpiralConfigError(
+            f"`resume`: {str(output_dir / REPORT_JSON)!r} cannot be read ({type(err).__name__}: {err}); "
+            "the run cannot be resumed. Start a new run (or restore report.json from a backup)."
+        ) from err
 
 
 def clear_run(output_dir: Path) -> list[Path]:

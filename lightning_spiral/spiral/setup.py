@@ -28,6 +28,7 @@ from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.spiral.monitor import BUILTIN_KEY, Monitor, as_monitor
 from lightning_spiral.spiral.progress import LoggerChoice, check_logger_choice, check_verbose
 from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
+from lightning_spiral.spiral.resume import recorded_report
 from lightning_spiral.spiral.settings import DEFAULTS, RunSettings, default_stage_epochs
 from lightning_spiral.spiral.validation import (
     check_module_optimizers,
@@ -132,7 +133,10 @@ class SpiralSetup:
             check_network_fits_data(self.template.network, self.datamodule)
         self.example = self.example_input(example_input)
         self.settings = RunSettings.of(self, model=model, module=module)
-        if not self.resume:
+        if self.resume:
+            self.recorded = recorded_report(self.output_dir)
+            self.settings.check_resumable(self.recorded.settings)
+        else:
             self.check_before_training()
 
     # ------------------------------------------------------------------------------ the two paths

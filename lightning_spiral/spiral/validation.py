@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -65,9 +66,7 @@ def check_trainer_builds(trainer: Callable[..., L.Trainer]) -> None:
             trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                     enable_model_summary=False)
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as err:
-        given = ", ".join(f"{name}={value!r}" for name, value in bound.items()) or "its defaults"
-        reason = " ".join(str(err).split())
-        raise SpiralConfigError(f"`trainer` ({given}) is refused by Lightning: {reason}") from err
+        raise SpiralConfigError(f"`trainer` is refused by Lightning: {' '.join(str(err).split())}") from err
 
 
 @contextlib.contextmanager
@@ -173,6 +172,12 @@ def check_run_directory(output_dir: Path, *, overwrite: bool, resume: bool) -> P
         raise SpiralConfigError(
             f"`resume` needs a run directory with a report.json, but {str(output_dir)!r} has none "
             "(the run was interrupted before its teacher stage finished: start it again)."
+        )
+    writable = next(folder for folder in (output_dir, *output_dir.parents) if folder.exists())
+    if not os.access(writable, os.W_OK):
+        raise SpiralConfigError(
+            f"`output_dir` {str(output_dir)!r} cannot be written ({str(writable)!r} is read-only for this user); "
+            "choose a folder you can write to."
         )
     if (output_dir / "report.json").exists() and not (overwrite or resume):
         raise SpiralConfigError(
