@@ -53,8 +53,10 @@ import torch
 import torch.nn as nn
 
 from lightning_spiral.atomic import atomic_torch_save
+from lightning_spiral.checks import refuse
 from lightning_spiral.errors import ModelFormatError, SpiralConfigError, SpiralError
 from lightning_spiral.model_record import (
+    MODEL_FILE,
     PRUNED_NETWORKS_KEY,
     check_unpruned,
     describe,
@@ -66,6 +68,7 @@ from lightning_spiral.model_record import (
 )
 from lightning_spiral.models import build_model
 from lightning_spiral.models.spec import ModelSpec
+from lightning_spiral.module_network import check_network, shown
 
 #: Format tag of files :func:`save_model` writes; ``/2`` added records of networks of the user's own class.
 MODEL_FORMAT = "lightning-spiral-model/2"
@@ -74,6 +77,9 @@ READABLE_FORMATS = ("lightning-spiral-model/1", MODEL_FORMAT)
 CHECKPOINT_KEY = "lightning_spiral_specs"
 #: Where a SpiralModule keeps the network it trains (stage 0 trains the teacher as its student).
 SPIRAL_MODULE_ATTR = "student"
+#: What :func:`load_teacher` and :func:`restore_checkpoint` expect, for their messages.
+TEACHER_FILE = "lightning-spiral model file, Lightning checkpoint or state dict (written by save_model or torch.save)"
+CHECKPOINT_FILE = "Lightning checkpoint (.ckpt, written by a Trainer)"
 
 
 def save_model(model: nn.Module, path: str | os.PathLike) -> None:
@@ -83,6 +89,8 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> None:
     (:func:`lightning_spiral.models.build_model`) reloads alone with :func:`load_model`; a network
     of your own class reloads with :func:`restore` onto a fresh instance of that class.
     """
+    check_network("model", model)
+    path = _as_path(path)
     state_dict = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
     atomic_torch_save({"format": MODEL_FORMAT, "spec": record_dict(model), "state_dict": state_dict}, path)
 
@@ -94,7 +102,7 @@ def load_model(path: str | os.PathLike) -> nn.Module:
         ModelFormatError: the file is not a model file, or holds a network of your own class
             (then use :func:`restore`).
     """
-    path = Path(path)
+    path = _as_path(path)
     spec, state = _model_file(path)
     if spec.name is None:
         saved = spec.network_class or "your own class"
@@ -136,7 +144,7 @@ def restore(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         False
     """
     check_unpruned(model, "model")
-    path = Path(path)
+    path = _as_path(path)
     spec, state = _model_file(path)
     replay_history(model, spec, repr(str(path)))
     load_weights(model, state, path, "", hint=same_class_hint(model, spec))
@@ -183,8 +191,10 @@ def restore_checkpoint(module: nn.Module, path: str | os.PathLike, attr: str | N
         >>> restore_checkpoint(LitRegressor(make_net()), path).net[0].out_features
         8
     """
-    path = Path(path)
-    payload = read_file(path)
+    check_network("module", module)
+    path = _as_path(path)
+    _check_attr(attr)
+    payload = read_file(path, CHECKPOINT_FILE)
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
         raise ModelFormatError(f"{str(path)!r} is not a Lightning checkpoint (no 'state_dict'); found {describe(payload)}.")
     for name, record in _pruned_networks(payload, attr, path).items():
@@ -242,8 +252,10 @@ def load_teacher(path: str | os.PathLike, model: nn.Module | None = None, attr: 
         >>> all(torch.equal(a, b) for a, b in zip(load_teacher(path, fresh).parameters(), net.parameters()))
         True
     """
-    path = Path(path)
-    payload = read_file(path)
+    path = _as_path(path)
+    check_network("model", model, none_ok=True)
+    _check_attr(attr)
+    payload = read_file(path, TEACHER_FILE)
     if is_model_file(payload):
         if _is_registry_file(payload) and model is not None:
             raise SpiralConfigError(
@@ -265,8 +277,9 @@ def load_teacher(path: str | os.PathLike, model: nn.Module | None = None, attr: 
 
 def carries_architecture(path: str | os.PathLike, attr: str | None = None) -> bool:
     """Whether ``path`` loads without an architecture: a registry model file or a SpiralModule checkpoint."""
-    path = Path(path)
-    payload = read_file(path)
+    path = _as_path(path)
+    _check_attr(attr)
+    payload = read_file(path, TEACHER_FILE)
     if is_model_file(payload):
         return _is_registry_file(payload)
     return _weights_in(payload, path, attr)[1] is not None
@@ -283,11 +296,15 @@ def _is_registry_file(payload: dict[str, Any]) -> bool:
 
 def _model_file(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
     """The record and the weights of the :func:`save_model` file at ``path``."""
-    payload = read_file(path)
+    payload = read_file(path, MODEL_FILE)
+    if not isinstance(payload, dict):
+        raise ModelFormatError(f"{str(path)!r} holds {describe(payload)}, not a {MODEL_FILE}.")
     if not is_model_file(payload):
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelFormatError(f"{str(path)!r} has format {found!r}; expected one of {list(READABLE_FORMATS)}.")
-    return ModelSpec.from_dict(payload["spec"]), payload["state_dict"]
+        raise ModelFormatError(f"{str(path)!r} has format {payload.get('format')!r}; expected one of {list(READABLE_FORMATS)}.")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ModelFormatError(f"{str(path)!r} is a corrupt {MODEL_FILE}: its 'state_dict' is not a dict of tensors.")
+    return ModelSpec.from_dict(payload.get("spec")), state
 
 
 def _weights_in(payload: Any, path: Path, attr: str | None) -> tuple[dict[str, torch.Tensor], dict | None, str]:
@@ -301,14 +318,27 @@ def _weights_in(payload: Any, path: Path, attr: str | None) -> tuple[dict[str, t
                 f"`teacher_checkpoint_attr`={name!r} names no network in the Lightning checkpoint {str(path)!r}; "
                 f"its module has the attributes {attributes}."
             )
-        spec = (payload.get(CHECKPOINT_KEY) or {}).get(name)
-        return state, spec, f"{name}."
+        specs = payload.get(CHECKPOINT_KEY)
+        return state, specs.get(name) if isinstance(specs, dict) else None, f"{name}."
     if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
         return payload, None, f"{attr}." if attr else ""
     raise ModelFormatError(
         f"{str(path)!r} is neither a lightning-spiral model file, a Lightning checkpoint (a dict with 'state_dict') "
         f"nor a state dict of tensors; found {describe(payload)}."
     )
+
+
+def _as_path(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path``; anything but a str or ``os.PathLike`` is refused."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise refuse("path", shown(path), "a file path (str or os.PathLike)")
+    return Path(path)
+
+
+def _check_attr(attr: str | None) -> None:
+    """``attr`` names an attribute (``"net"``) or is ``None``."""
+    if attr is not None and not isinstance(attr, str):
+        raise refuse("attr", shown(attr), "None or the name of the attribute that holds the network (e.g. 'net')")
 
 
 def rebuild(spec: ModelSpec) -> nn.Module:

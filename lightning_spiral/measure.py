@@ -38,7 +38,10 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from lightning_spiral.checks import check_choice, check_int, refuse
 from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.models.spec import check_sizes
+from lightning_spiral.module_network import check_network
 
 # Layers whose weights structured and unstructured pruning act on.
 _WEIGHTED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
@@ -97,6 +100,9 @@ def count_macs(model: nn.Module, example_inputs: torch.Tensor) -> int:
         >>> count_macs(nn.Linear(10, 5), torch.randn(1, 10))  # 10 * 5 weights + 5 bias adds
         55
     """
+    check_network("model", model)
+    if not isinstance(example_inputs, torch.Tensor):
+        raise refuse("example_inputs", example_inputs, "a tensor batch, e.g. torch.randn(1, 3, 32, 32)")
     # count_ops_and_params (1.6.1) counts on a deep copy in eval mode; switching the original to
     # eval as well keeps BatchNorm statistics safe should a later version count in place.
     try:
@@ -149,11 +155,9 @@ def measure_latency(
         >>> measure_latency(nn.Linear(4, 2), (4,), batch_size=1, repeats=3, warmup=0) > 0
         True
     """
-    input_shape = _check_input_shape(input_shape)
-    _check_int("batch_size", batch_size, minimum=1, hint="Time one call of at least one sample.")
-    _check_int("repeats", repeats, minimum=1, hint="Use at least 20 for a stable median.")
-    _check_int("warmup", warmup, minimum=0, hint="Use 0 to skip the warm-up.")
-    _check_int("threads", threads, minimum=1, hint="Pass the thread count the model will run with.")
+    check_network("model", model)
+    input_shape = check_input_shape(input_shape)
+    _check_timing(batch_size, repeats, warmup, threads)
     _check_memory_format(memory_format, input_shape)
     cpu_model = _on_cpu(model)
     x = torch.randn(batch_size, *input_shape)  # (B, *input_shape)
@@ -190,11 +194,8 @@ def measure_onnx_latency(
     """
     from lightning_spiral.deploy.runtime import INPUT_NAME, onnx_session
 
-    input_shape = _check_input_shape(input_shape)
-    _check_int("batch_size", batch_size, minimum=1, hint="Time one call of at least one sample.")
-    _check_int("repeats", repeats, minimum=1, hint="Use at least 20 for a stable median.")
-    _check_int("warmup", warmup, minimum=0, hint="Use 0 to skip the warm-up.")
-    _check_int("threads", threads, minimum=1, hint="Pass the thread count the model will run with.")
+    input_shape = check_input_shape(input_shape)
+    _check_timing(batch_size, repeats, warmup, threads)
     session = onnx_session(path, threads=threads)
     feed = {INPUT_NAME: torch.randn(batch_size, *input_shape).numpy()}  # (B, *input_shape)
     for _ in range(warmup):
@@ -269,7 +270,10 @@ def measure_model(
         >>> m.params, m.macs
         (10, 10)
     """
-    input_shape = _check_input_shape(input_shape)
+    check_network("model", model)
+    input_shape = check_input_shape(input_shape)
+    _check_timing(1, repeats, warmup, threads)
+    _check_memory_format(memory_format, input_shape)
     cpu_model = _on_cpu(model)  # one copy for all figures when the model lives elsewhere
 
     def latency(batch_size: int) -> float:
@@ -331,28 +335,28 @@ def _on_cpu(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).cpu()
 
 
-def _check_int(name: str, value: int, *, minimum: int, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpiralConfigError(f"`{name}` must be an integer >= {minimum}, got {value!r}. {hint}")
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """One sample's shape (no batch dimension), as a tuple of integers >= 1; raises naming ``input_shape``."""
+    return check_sizes("input_shape", input_shape,
+                       hint="Give one sample's shape without the batch dimension, e.g. (3, 32, 32).")
+
+
+def _check_timing(batch_size: int, repeats: int, warmup: int, threads: int) -> None:
+    """The timing arguments shared by every latency measurement."""
+    check_int("batch_size", batch_size, 1, hint="Time one call of at least one sample.")
+    check_int("repeats", repeats, 1, hint="Use at least 20 for a stable median.")
+    check_int("warmup", warmup, 0, hint="Use 0 to skip the warm-up.")
+    check_threads(threads)
+
+
+def check_threads(threads: int) -> int:
+    """The CPU thread count of a measurement or session: an integer >= 1."""
+    return check_int("threads", threads, 1, hint="Pass the thread count the model will run with.")
 
 
 def _check_memory_format(memory_format: str, input_shape: tuple[int, ...]) -> None:
-    if memory_format not in get_args(MemoryFormat):
-        raise SpiralConfigError(
-            f"`memory_format` must be one of {get_args(MemoryFormat)}, got {memory_format!r}."
-        )
+    """A known layout; ``channels_last`` only for an image shape ``(C, H, W)``."""
+    check_choice("memory_format", memory_format, get_args(MemoryFormat))
     if memory_format == "channels_last" and len(input_shape) != 3:
-        raise SpiralConfigError(
-            f"`memory_format='channels_last'` needs an image input shape (C, H, W), got {input_shape!r}. "
-            "Use 'contiguous' for other inputs."
-        )
-
-
-def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
-    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
-        raise SpiralConfigError(
-            f"`input_shape` must be a non-empty sequence of positive integers, got {input_shape!r}. "
-            "Give one sample's shape without the batch dimension, e.g. (3, 32, 32)."
-        )
-    return shape
+        raise refuse("input_shape", input_shape, "an image shape (C, H, W) with memory_format='channels_last'",
+                     "Use memory_format='contiguous' for other inputs.")

@@ -4,7 +4,8 @@ The pieces :mod:`lightning_spiral.io` (model files, Lightning checkpoints) and
 :class:`~lightning_spiral.PruningCallback` (which writes the record into checkpoints) share:
 
 - :func:`read_file` reads with ``torch.load(weights_only=True)`` only — tensors and plain
-  containers, never pickled code;
+  containers, never pickled code; a file that pickles an object is refused with how to re-save it
+  safely, and any unreadable, truncated or foreign file raises one ``ModelFormatError`` line;
 - :func:`replay_history` turns a freshly constructed network into the pruned one by replaying the
   record's torch-pruning steps through a ``tp.DependencyGraph`` traced on the recorded input;
 - :func:`load_weights` loads a state dict strictly, naming missing, unexpected and reshaped keys;
@@ -25,9 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,26 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from lightning_spiral.checks import refuse
 from lightning_spiral.errors import ModelFormatError, SpiralConfigError
 from lightning_spiral.models.pruning_fixups import sync_after_pruning
 from lightning_spiral.models.spec import ModelSpec, attach_spec, class_path, example_for, spec_of
+from lightning_spiral.module_network import shown
 
 #: Key, in a Lightning checkpoint, of the records of the networks PruningCallback pruned: attribute path -> record.
 PRUNED_NETWORKS_KEY = "lightning_spiral_pruned_networks"
+#: What :func:`read_file` expects by default, for its messages.
+MODEL_FILE = "lightning-spiral model file (written by save_model)"
+#: The objects the safe unpickler refused, as torch names them ("GLOBAL posix.system").
+_REFUSED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL (\S+)", re.IGNORECASE)
+#: Torch's own detail inside its long weights-only error.
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+)", re.DOTALL)
+#: The C++ source location torch puts before some reasons: "[enforce fail at inline_container.cc:180] . ".
+_TORCH_LOCATION = re.compile(r"\[enforce fail at [^\]]*\]\s*\.?\s*")
+_SAFE_RESAVE = (
+    "Re-save it from the code that trained it: lightning_spiral.save_model(model, path), or torch.save(model.state_dict(), "
+    "path); for a Lightning checkpoint, keep objects out of its hyperparameters (save_hyperparameters(ignore=[...]))."
+)
 
 
 def record_dict(model: nn.Module) -> dict[str, Any]:
@@ -80,7 +93,7 @@ def replay_history(model: nn.Module, spec: ModelSpec, source: str) -> nn.Module:
 def check_unpruned(model: nn.Module, argument: str) -> None:
     """``model`` must be an ``nn.Module`` that was never pruned: the history is replayed from the start."""
     if not isinstance(model, nn.Module):
-        raise SpiralConfigError(f"`{argument}` must be a freshly constructed nn.Module, got {type(model).__name__}.")
+        raise refuse(argument, shown(model), "a freshly constructed nn.Module")
     spec = spec_of(model)
     if spec is not None and spec.pruning_history:
         raise SpiralConfigError(
@@ -96,28 +109,57 @@ def same_class_hint(model: nn.Module, spec: ModelSpec) -> str:
             f"({saved}).")
 
 
-def read_file(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True``: tensors and plain containers, never code."""
+def read_file(path: Path, expected: str = MODEL_FILE) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers, never code.
+
+    Args:
+        path: the file to read.
+        expected: what kind of file the caller wants, for the message (``"Lightning checkpoint (.ckpt)"``).
+
+    Raises:
+        ModelFormatError: the file is missing, unreadable, truncated, corrupt or not a torch file
+            (one line naming ``path`` and ``expected``), or pickles an object, which is refused.
+    """
     if not path.is_file():
         raise ModelFormatError(f"`path` {str(path)!r} does not exist or is not a file.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise ModelFormatError(
-            f"{str(path)!r} is not a readable lightning-spiral model file ({_why_unreadable(err)}). "
-            "It may be truncated, corrupt, or contain pickled code, which is refused. For a Lightning checkpoint "
-            "with pickled hyperparameters, save its weights alone: "
-            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pt')."
-        ) from err
+    except Exception as err:  # noqa: BLE001 - a foreign file makes torch raise anything (KeyError: 101 on text)
+        refused = _REFUSED_GLOBAL.search(str(err))
+        if refused:
+            raise ModelFormatError(
+                f"{str(path)!r} was refused: it pickles {refused.group(1)}, and loading pickled objects could run "
+                f"code, so only tensors and plain values are read. {_SAFE_RESAVE}"
+            ) from err
+        raise ModelFormatError(f"{str(path)!r} is not a readable {expected}: {_why_unreadable(path, err)}.") from err
 
 
-def _why_unreadable(err: Exception) -> str:
-    """One line out of torch's long error: the pickled object refused, else the first line."""
-    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-    if refused:
-        return f"it pickles {refused.group(1)}, which `weights_only=True` refuses"
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+def _why_unreadable(path: Path, err: Exception) -> str:
+    """What is wrong with the file: it is empty, or text, or torch's own reason (its first sentence)."""
+    try:
+        with path.open("rb") as handle:
+            head: bytes | None = handle.read(512)
+    except OSError:
+        head = None
+    if head == b"":
+        return "the file is empty"
+    if head is not None and _is_text(head):
+        return "it is a text file, not one written by torch.save"
+    detail = _UNPICKLER_DETAIL.search(str(err))
+    text = _TORCH_LOCATION.sub("", detail.group(1) if detail else str(err)).strip()
+    first = text.splitlines()[0].split(". ")[0][:160] if text else ""
+    # torch's own advice to load with weights_only disabled is never passed on
+    reason = f"{type(err).__name__}{': ' + first if first and 'weights_only' not in first else ''}"
+    return f"torch.load failed ({reason}); it may be truncated, corrupt or another kind of file"
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether the first bytes of a file are printable UTF-8 text (torch files begin with binary bytes)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # also a multi-byte character cut at the end: rare, and then torch's reason is shown
+        return False
+    return all(char.isprintable() or char.isspace() for char in text)
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, prefix: str,

@@ -33,12 +33,14 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_spiral.checks import check_bool, check_int, check_positive, refuse
 from lightning_spiral.distill.combine import feature_paths
 from lightning_spiral.distill.base import freeze_teacher
 from lightning_spiral.distill.engine import Distiller, Terms, first_training_batch, select_output
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
 from lightning_spiral.io import CHECKPOINT_KEY, rebuild
 from lightning_spiral.models.spec import ModelSpec, spec_of
+from lightning_spiral.module_network import check_network, shown
 
 Split = Literal["train", "val", "test"]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -65,9 +67,11 @@ class SpiralModule(L.LightningModule):
         loss: a :class:`~lightning_spiral.distill.DistillationLoss`; ignored without a teacher.
         num_classes: number of classes (sets up top-1, and top-5 when ``num_classes > 5``).
         optimizer: a partial that takes the student's parameters (``hydra`` ``_partial_: true``);
-            ``None`` uses :func:`default_optimizer`.
+            ``None`` uses :func:`default_optimizer`. It is built once here on those parameters and
+            dropped (:func:`check_optimizer`), so a value torch refuses (``lr=-1``) fails now, not in the fit.
         scheduler: a partial that takes the optimizer; if it has a ``T_max`` / ``total_iters``
-            argument left unset, the stage's ``max_epochs`` fills it. Stepped once per epoch.
+            argument left unset, the stage's ``max_epochs`` fills it. Stepped once per epoch;
+            tried here on the throwaway optimizer like ``optimizer``.
         mutual: deep mutual learning (Zhang et al. 2018, https://arxiv.org/abs/1706.00384): the
             teacher is trained too, from the labels and the student, as the optimizer's second
             parameter group (``teacher_lr`` overrides its learning rate). Logit losses only.
@@ -98,15 +102,17 @@ class SpiralModule(L.LightningModule):
         cache_teacher: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["student", "teacher", "loss", "optimizer", "scheduler"])
-        if teacher is not None and loss is None:
-            raise SpiralConfigError("`loss` is None but a `teacher` was given; pass a DistillationLoss such as KDLoss().")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise SpiralConfigError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
+        _check_networks(student, teacher, loss)
+        check_int("num_classes", num_classes, 2)
+        check_bool("mutual", mutual)
+        check_positive("teacher_lr", teacher_lr, none_ok=True, hint="None uses the student's learning rate.")
+        check_bool("cache_teacher", cache_teacher)
         if mutual and (teacher is None or any(feature_paths(loss))):
             raise SpiralConfigError("`mutual`=True needs a teacher and a loss of logit terms only (no feature paths).")
         if cache_teacher and teacher is None:
             raise SpiralConfigError("`cache_teacher`=True needs a `teacher` (its outputs are what is cached), got None.")
+        check_optimizer(optimizer, scheduler, parameter_groups(student, loss, teacher if mutual else None, teacher_lr))
+        self.save_hyperparameters(ignore=["student", "teacher", "loss", "optimizer", "scheduler"])
         self.student = student
         self.teacher = teacher
         self.loss = loss
@@ -237,15 +243,61 @@ class SpiralModule(L.LightningModule):
         return self.shared_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        groups = [{"params": [*self.student.parameters(), *(self.loss.parameters() if self.loss is not None else ())]}]
-        if self.mutual:
-            groups.append({"params": list(self.teacher.parameters())} | ({"lr": self.teacher_lr} if self.teacher_lr else {}))
+        groups = parameter_groups(self.student, self.loss, self.teacher if self.mutual else None, self.teacher_lr)
         optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         scheduler = with_horizon(self.scheduler_factory, epochs)(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def parameter_groups(student: nn.Module | None, loss: nn.Module | None, trained_teacher: nn.Module | None,
+                     teacher_lr: float | None) -> list[dict[str, Any]]:
+    """The optimizer's groups: the student's and the loss's parameters; the teacher's too when it is trained (mutual)."""
+    networks = [network for network in (student, loss) if network is not None]
+    groups: list[dict[str, Any]] = [{"params": [p for network in networks for p in network.parameters()]}]
+    if trained_teacher is not None:
+        groups.append({"params": list(trained_teacher.parameters())} | ({"lr": teacher_lr} if teacher_lr else {}))
+    return groups
+
+
+def check_optimizer(optimizer: OptimizerFactory | None, scheduler: SchedulerFactory | None,
+                    groups: list[dict[str, Any]]) -> None:
+    """Build the optimizer (and scheduler) once on ``groups`` and drop them: torch's own checks run now, not in fit.
+
+    Building touches no parameter: the optimizer only keeps references and the scheduler only
+    sets the learning rates of that throwaway optimizer. The scheduler gets the horizon
+    ``configure_optimizers`` would give it (``T_max`` / ``total_iters`` of one epoch).
+    """
+    if not any(group["params"] for group in groups):
+        groups = [{"params": [nn.Parameter(torch.zeros(1))]}]  # no network yet (load_from_checkpoint)
+    built = _build("optimizer", optimizer or default_optimizer, groups, "a factory of a torch.optim.Optimizer")
+    if not isinstance(built, torch.optim.Optimizer):
+        raise refuse("optimizer", shown(optimizer), "a factory of a torch.optim.Optimizer",
+                     f"It returned {type(built).__name__}.")
+    if scheduler is not None:
+        _build("scheduler", with_horizon(scheduler, 1), built, "a factory of a scheduler that takes the optimizer")
+
+
+def _build(name: str, factory: Any, argument: Any, allowed: str) -> Any:
+    """``factory(argument)``; torch's ``ValueError`` / ``TypeError`` becomes one line naming ``name``."""
+    if not callable(factory):
+        raise refuse(name, shown(factory), f"None or {allowed} (a functools.partial, Hydra's `_partial_: true`)")
+    try:
+        return factory(argument)
+    except (ValueError, TypeError) as err:
+        reason = " ".join(str(err).split())
+        raise refuse(name, shown(factory), allowed, f"torch refused it ({type(err).__name__}: {reason}).") from err
+
+
+def _check_networks(student: nn.Module | None, teacher: nn.Module | None, loss: nn.Module | None) -> None:
+    """Networks are modules or ``None``; a teacher needs a loss to distill with."""
+    check_network("student", student, none_ok=True)
+    check_network("teacher", teacher, none_ok=True)
+    check_network("loss", loss, none_ok=True)
+    if teacher is not None and loss is None:
+        raise SpiralConfigError("`loss` is None but a `teacher` was given; pass a DistillationLoss such as KDLoss().")
 
 
 def _matching_network(network: nn.Module | None, spec: dict[str, Any], state: dict[str, torch.Tensor], prefix: str) -> nn.Module:

@@ -26,19 +26,16 @@ Example:
 
 from __future__ import annotations
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import check_interval, refuse
+from lightning_spiral.module_network import shown
 from lightning_spiral.report import SpiralReport
 
 
 def check_macs_budget(macs_budget: float | None) -> float | None:
-    """Return ``macs_budget`` if it is ``None`` or a fraction in (0, 1], else raise naming it."""
-    if macs_budget is None:
-        return None
-    if isinstance(macs_budget, bool) or not isinstance(macs_budget, (int, float)) or not 0 < macs_budget <= 1:
-        raise SpiralConfigError(
-            f"`macs_budget` must be null or a fraction of the teacher's MACs in (0, 1], got {macs_budget!r}."
-        )
-    return float(macs_budget)
+    """Return ``macs_budget`` as a float if it is ``None`` or a fraction in (0, 1], else raise naming it."""
+    return check_interval("macs_budget", macs_budget, "(0, 1]", none_ok=True,
+                          hint="It is the largest fraction of the teacher's MACs the final model may keep; "
+                               "null for no constraint.")
 
 
 def sweep_objective(report: SpiralReport, macs_budget: float | None = None) -> float:
@@ -49,6 +46,8 @@ def sweep_objective(report: SpiralReport, macs_budget: float | None = None) -> f
         macs_budget: largest allowed MACs of the final model as a fraction of the teacher's;
             ``None``: no constraint.
     """
+    if not isinstance(report, SpiralReport):
+        raise refuse("report", shown(report), "a SpiralReport (what Spiral.run returns)")
     budget = check_macs_budget(macs_budget)
     final = report.final
     if budget is None:

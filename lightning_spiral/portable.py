@@ -37,7 +37,9 @@ import torch
 import torch.nn as nn
 
 from lightning_spiral.atomic import atomic_write_bytes
+from lightning_spiral.checks import check_bool, refuse
 from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.module_network import check_network, shown
 
 
 def export_program(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike, *, dynamic_batch: bool = True) -> None:
@@ -56,9 +58,11 @@ def export_program(model: nn.Module, example_input: torch.Tensor, path: str | os
         SpiralConfigError: ``example_input`` is not a tensor batch, or ``torch.export`` cannot
             trace ``model`` (the message names the model and torch's error).
     """
+    check_network("model", model)
     if not isinstance(example_input, torch.Tensor) or example_input.dim() < 1 or len(example_input) < 1:
-        shown = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__
-        raise SpiralConfigError(f"`example_input` must be a tensor batch (N, ...) with N >= 1 the network takes, got {shown}.")
+        value = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else shown(example_input)
+        raise refuse("example_input", value, "a tensor batch (N, ...) with N >= 1 the network takes")
+    check_bool("dynamic_batch", dynamic_batch)
     cpu_model = copy.deepcopy(model).cpu().eval()
     example = example_input.detach().cpu()
     if dynamic_batch and len(example) == 1:

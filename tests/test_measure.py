@@ -163,10 +163,11 @@ def test_file_size(tmp_path) -> None:
         ({"warmup": -1}, r"`warmup` must be an integer >= 0, got -1"),
         ({"threads": 0}, r"`threads` must be an integer >= 1, got 0"),
         ({"threads": 1.5}, r"`threads` must be an integer >= 1, got 1.5"),
-        ({"input_shape": ()}, r"`input_shape` must be a non-empty sequence of positive integers, got \(\)"),
+        ({"input_shape": ()}, r"`input_shape` must be a non-empty sequence of integers >= 1, got \(\)\. Give one sample's"),
         ({"input_shape": (3, 0)}, r"`input_shape` .* got \(3, 0\)"),
-        ({"memory_format": "nhwc"}, r"`memory_format` must be one of \('contiguous', 'channels_last'\), got 'nhwc'"),
-        ({"memory_format": "channels_last"}, r"`memory_format='channels_last'` needs an image input shape .* got \(4,\)"),
+        ({"memory_format": "nhwc"}, r"`memory_format` must be one of \['contiguous', 'channels_last'\], got 'nhwc'"),
+        ({"memory_format": "channels_last"},
+         r"`input_shape` must be an image shape \(C, H, W\) with memory_format='channels_last', got \(4,\)\. Use memory_format="),
     ],
 )
 def test_measure_latency_rejects_bad_arguments(kwargs: dict, match: str) -> None:

@@ -80,7 +80,7 @@ def test_bad_arguments() -> None:
     student, teacher = _pair()
     with pytest.raises(SpiralConfigError, match="`loss` is None but a `teacher` was given"):
         SpiralModule(student, teacher, loss=None)
-    with pytest.raises(SpiralConfigError, match="`num_classes` must be an int >= 2, got 1"):
+    with pytest.raises(SpiralConfigError, match="`num_classes` must be an integer >= 2, got 1"):
         SpiralModule(student, num_classes=1)
 
 

@@ -37,8 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
+from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
+from lightning_spiral.checks import check_int, is_integer, refuse
+from lightning_spiral.data.array_checks import check_image_arrays
 from lightning_spiral.data.loaders import SplitLoaders
 from lightning_spiral.errors import SpiralConfigError
 
@@ -60,44 +63,6 @@ class ImageArrays:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-
-
-def check_fraction(name: str, value: Any) -> float:
-    """Return ``value`` if it is a number strictly between 0 and 1, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise SpiralConfigError(f"`{name}` must be a number in (0, 1), got {value!r}.")
-    return float(value)
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` if it is an int ``>= minimum``, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpiralConfigError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
-    return value
-
-
-def check_optional_int(name: str, value: Any, minimum: int) -> int | None:
-    """Like :func:`check_int`, but ``None`` is allowed too."""
-    return None if value is None else check_int(name, value, minimum)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool, else raise naming ``name``."""
-    if not isinstance(value, bool):
-        raise SpiralConfigError(f"`{name}` must be True or False, got {value!r}.")
-    return value
-
-
-def check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
-    """Raise unless ``labels`` is a 1-D integer array with values in ``[0, num_classes)``."""
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise SpiralConfigError(
-            f"`{name}` must be a 1-D integer array, got dtype {labels.dtype} and shape {labels.shape}."
-        )
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise SpiralConfigError(
-            f"`{name}` must hold labels in [0, {num_classes}), got values from {labels.min()} to {labels.max()}."
-        )
 
 
 def channel_mean_std(images: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +121,39 @@ def train_val_indices(
             "use more images or another fraction."
         )
     return order[num_val:], order[:num_val]
+
+
+def stratified_test_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the non-test and the test images: ``test_fraction`` of each class, seeded.
+
+    Example:
+        >>> rest, test = stratified_test_split(np.arange(10) % 2, test_fraction=0.2, seed=0)
+        >>> len(rest), len(test), sorted((np.arange(10)[test] % 2).tolist())
+        (8, 2, [0, 1])
+    """
+    num_classes = len(np.unique(labels))
+    num_test = int(np.ceil(test_fraction * len(labels)))
+    if not num_classes <= num_test <= len(labels) - num_classes:
+        raise SpiralConfigError(
+            f"`test_fraction`={test_fraction} of {len(labels)} images gives {num_test} test images; a stratified "
+            f"split of {num_classes} classes needs from {num_classes} to {len(labels) - num_classes}. "
+            "Use more images or another fraction."
+        )
+    try:
+        return train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed)
+    except ValueError as error:  # a class with a single image cannot be stratified
+        raise SpiralConfigError(f"`test_fraction`={test_fraction}: cannot split the images by class ({error}).") from error
+
+
+def check_input_shape(input_shape: Any) -> tuple[int, int, int]:
+    """``(channels, height, width)``, three integers >= 1, as a tuple."""
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or not all(is_integer(side) and side >= 1 for side in input_shape)
+    ):
+        raise refuse("input_shape", input_shape, "(channels, height, width), three integers >= 1")
+    return tuple(input_shape)
 
 
 def subset_test_indices(num_test: int, seed: int, test_subset: int | None = None) -> np.ndarray:
@@ -250,15 +248,17 @@ class ArrayDataModule(SplitLoaders, LightningDataModule, ABC):
         test_subset: int | None = None,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.input_shape = input_shape
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.seed = check_int("seed", seed, 0)
-        self.augment = check_bool("augment", augment)
-        self.num_workers = check_int("num_workers", num_workers, 0)
-        self.train_subset = check_optional_int("train_subset", train_subset, 2)
-        self.test_subset = check_optional_int("test_subset", test_subset, 1)
+        self.num_classes = check_int("num_classes", num_classes, 2)
+        self.input_shape = check_input_shape(input_shape)
+        self._check_split_arguments(
+            batch_size=batch_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            augment=augment,
+            num_workers=num_workers,
+            train_subset=train_subset,
+            test_subset=test_subset,
+        )
         self.train_set: ImageArrayDataset | None = None
         self.val_set: ImageArrayDataset | None = None
         self.test_set: ImageArrayDataset | None = None
@@ -285,16 +285,16 @@ class ArrayDataModule(SplitLoaders, LightningDataModule, ABC):
         self.test_set = to_dataset(arrays.x_test[test_index], arrays.y_test[test_index], *stats, False)
 
     def _check_arrays(self, arrays: ImageArrays) -> None:
-        """Raise unless the loaded arrays match ``input_shape`` and ``num_classes``."""
-        channels, height, width = self.input_shape
-        for split in ("train", "test"):
-            images, labels = getattr(arrays, f"x_{split}"), getattr(arrays, f"y_{split}")
-            if images.shape[1:] != (height, width, channels) or len(images) != len(labels):
-                raise SpiralConfigError(
-                    f"`x_{split}` must have shape (N, {height}, {width}, {channels}) with N = len(`y_{split}`) "
-                    f"= {len(labels)}, got {images.shape}."
-                )
-            check_labels(f"y_{split}", labels, self.num_classes)
+        """Raise one line unless the loaded arrays are numeric, finite, consistent and match the constructor."""
+        if not isinstance(arrays, ImageArrays):
+            raise SpiralConfigError(
+                f"`{type(self).__name__}.load_arrays()` must return ImageArrays, got {type(arrays).__name__}."
+            )
+        check_image_arrays(vars(arrays), self.num_classes, self.input_shape, self._where())
+
+    def _where(self) -> str:
+        """Where the arrays come from, for messages: ``" in '<file>'"``, or ``""`` (in memory)."""
+        return ""
 
     def _train_val_indices(self, num_train: int) -> tuple[np.ndarray, np.ndarray]:
         return train_val_indices(num_train, self.val_fraction, self.seed, self.train_subset)

@@ -16,12 +16,14 @@ Example:
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 from torchvision.datasets import CIFAR10
 
-from lightning_spiral.data.array_datamodule import ArrayDataModule, ImageArrays, check_bool
+from lightning_spiral.checks import check_bool, refuse
+from lightning_spiral.data.array_datamodule import ArrayDataModule, ImageArrays
 from lightning_spiral.errors import SpiralConfigError
 
 
@@ -57,6 +59,8 @@ class CIFAR10DataModule(ArrayDataModule):
         train_subset: int | None = None,
         test_subset: int | None = None,
     ) -> None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise refuse("root", root, "a folder path (str or os.PathLike)")
         super().__init__(
             num_classes=10,
             input_shape=(3, 32, 32),
@@ -84,8 +88,16 @@ class CIFAR10DataModule(ArrayDataModule):
             CIFAR10(self.root, train=False, download=True)
 
     def load_arrays(self) -> ImageArrays:
-        """torchvision's uint8 ``(N, 32, 32, 3)`` images and int labels for both splits."""
-        train, test = CIFAR10(self.root, train=True), CIFAR10(self.root, train=False)
-        return ImageArrays(
-            train.data, np.asarray(train.targets, dtype=np.int64), test.data, np.asarray(test.targets, dtype=np.int64)
-        )
+        """torchvision's uint8 ``(N, 32, 32, 3)`` images and labels for both splits (checked by :meth:`setup`)."""
+        try:
+            train, test = CIFAR10(self.root, train=True), CIFAR10(self.root, train=False)
+        except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise SpiralConfigError(
+                f"`root` must hold a readable '{CIFAR10.base_folder}', got '{self.root}' ({reason}). "
+                "Delete the folder and pass `download=true` to fetch it again."
+            ) from error
+        return ImageArrays(train.data, np.asarray(train.targets), test.data, np.asarray(test.targets))
+
+    def _where(self) -> str:
+        return f" in '{self.root / CIFAR10.base_folder}'"

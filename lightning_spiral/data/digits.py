@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from lightning_spiral.data.array_datamodule import ArrayDataModule, ImageArrays, check_fraction
+from lightning_spiral.checks import check_interval
+from lightning_spiral.data.array_datamodule import ArrayDataModule, ImageArrays, stratified_test_split
 
 
 class DigitsDataModule(ArrayDataModule):
@@ -63,14 +63,12 @@ class DigitsDataModule(ArrayDataModule):
             train_subset=train_subset,
             test_subset=test_subset,
         )
-        self.test_fraction = check_fraction("test_fraction", test_fraction)
+        self.test_fraction = check_interval("test_fraction", test_fraction, "(0, 1)")
 
     def load_arrays(self) -> ImageArrays:
         """All 1,797 digits as float32 ``(N, 8, 8, 1)``, split into train and test by ``test_fraction``."""
         digits = load_digits()
         images = digits.images.astype(np.float32)[..., None]  # (1797, 8, 8, 1), values 0..16
         labels = digits.target.astype(np.int64)
-        train_index, test_index = train_test_split(
-            np.arange(len(labels)), test_size=self.test_fraction, stratify=labels, random_state=self.seed
-        )
+        train_index, test_index = stratified_test_split(labels, self.test_fraction, self.seed)
         return ImageArrays(images[train_index], labels[train_index], images[test_index], labels[test_index])

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,18 +42,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
+from lightning_spiral.checks import check_bool, check_int, check_interval, is_integer, is_number, refuse
 from lightning_spiral.data.array_datamodule import (
-    check_bool,
-    check_fraction,
-    check_int,
-    check_optional_int,
     random_crop_flip,
+    stratified_test_split,
     subset_test_indices,
     train_val_indices,
 )
@@ -147,26 +145,28 @@ class ImageFolderDataModule(SplitLoaders, LightningDataModule):
         test_subset: int | None = None,
     ) -> None:
         super().__init__()
-        self.train_dir = Path(train_dir)
-        self.test_dir = None if test_dir is None else Path(test_dir)
+        self.image_size = _check_size(image_size)
+        self.resize = check_int("resize", resize, 1, none_ok=True)
+        self.grayscale = check_bool("grayscale", grayscale)
+        channels = 1 if self.grayscale else 3
+        self.mean, self.std = _check_mean_std(mean, std, channels)
+        self._check_split_arguments(
+            batch_size=batch_size,
+            val_fraction=val_fraction,
+            seed=seed,
+            augment=augment,
+            num_workers=num_workers,
+            train_subset=train_subset,
+            test_subset=test_subset,
+        )
+        self.test_fraction = check_interval("test_fraction", test_fraction, "(0, 1)")
+        self.train_dir = _check_path("train_dir", train_dir)
+        self.test_dir = None if test_dir is None else _check_path("test_dir", test_dir)
         self.classes = self._classes("train_dir", self.train_dir)
         if self.test_dir is not None and (test_classes := self._classes("test_dir", self.test_dir)) != self.classes:
             raise SpiralConfigError(
                 f"`test_dir` '{self.test_dir}' must have the class folders of `train_dir` {self.classes}, got {test_classes}."
             )
-        self.image_size = _check_size(image_size)
-        self.resize = check_optional_int("resize", resize, 1)
-        self.grayscale = check_bool("grayscale", grayscale)
-        channels = 1 if self.grayscale else 3
-        self.mean, self.std = _check_mean_std(mean, std, channels)
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.test_fraction = check_fraction("test_fraction", test_fraction)
-        self.seed = check_int("seed", seed, 0)
-        self.augment = check_bool("augment", augment)
-        self.num_workers = check_int("num_workers", num_workers, 0)
-        self.train_subset = check_optional_int("train_subset", train_subset, 2)
-        self.test_subset = check_optional_int("test_subset", test_subset, 1)
         self.num_classes = len(self.classes)
         self.input_shape = (channels, *self.image_size)
         self.train_set: FolderSubset | None = None
@@ -180,9 +180,7 @@ class ImageFolderDataModule(SplitLoaders, LightningDataModule):
         folder = self._scan("train_dir", self.train_dir)
         labels = np.asarray(folder.targets)
         if self.test_dir is None:
-            rest, test = train_test_split(
-                np.arange(len(labels)), test_size=self.test_fraction, stratify=labels, random_state=self.seed
-            )
+            rest, test = stratified_test_split(labels, self.test_fraction, self.seed)
             test_folder, test = folder, test[subset_test_indices(len(test), self.seed, self.test_subset)]
         else:
             rest, test_folder = np.arange(len(labels)), self._scan("test_dir", self.test_dir)
@@ -245,33 +243,40 @@ class ImageFolderDataModule(SplitLoaders, LightningDataModule):
             raise SpiralConfigError(f"`{name}` '{root}': {err}") from err
 
 
-def _check_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+def _check_path(name: str, path: object) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is a ``str`` or ``os.PathLike`` (existence is checked by the caller)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise refuse(name, path, "a folder path (str or os.PathLike)")
+    return Path(path)
+
+
+def _check_size(image_size: object) -> tuple[int, int]:
     """``32`` -> ``(32, 32)``; ``(h, w)`` kept; anything else raises naming ``image_size``."""
-    size = [image_size] * 2 if isinstance(image_size, int) and not isinstance(image_size, bool) else image_size
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(side, int) and not isinstance(side, bool) and side >= 1 for side in size)
-    ):
-        raise SpiralConfigError(f"`image_size` must be a positive int or a pair (height, width) of them, got {image_size!r}.")
+    size = [image_size] * 2 if is_integer(image_size) else image_size
+    if not (isinstance(size, Sequence) and len(size) == 2 and all(is_integer(side) and side >= 1 for side in size)):
+        raise refuse("image_size", image_size, "an integer >= 1 or a pair (height, width) of them")
     return int(size[0]), int(size[1])
 
 
+def _numbers(values: object, count: int, positive: bool) -> tuple[float, ...] | None:
+    """``values`` as ``count`` finite floats (each > 0 when ``positive``), or ``None`` when it is not that."""
+    if isinstance(values, str) or not isinstance(values, Sequence) or len(values) != count:
+        return None
+    if not all(is_number(v) and math.isfinite(v) and (v > 0 or not positive) for v in values):
+        return None
+    return tuple(float(v) for v in values)
+
+
 def _check_mean_std(
-    mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
+    mean: object, std: object, channels: int
 ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-    """Both ``None``, or both ``channels`` numbers with every std > 0."""
+    """Both ``None``, or both ``channels`` finite numbers with every std > 0."""
     if mean is None and std is None:
         return None, None
-    if (
-        mean is None
-        or std is None
-        or len(mean) != channels
-        or len(std) != channels
-        or not all(float(s) > 0 for s in std)
-    ):
+    checked_mean, checked_std = _numbers(mean, channels, positive=False), _numbers(std, channels, positive=True)
+    if checked_mean is None or checked_std is None:
         raise SpiralConfigError(
             f"`mean` and `std` must both be None (measured on the training part) or both hold {channels} numbers "
             f"(std > 0) on the [0, 1] scale, got mean={mean!r} and std={std!r}."
         )
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    return checked_mean, checked_std

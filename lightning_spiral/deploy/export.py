@@ -32,7 +32,8 @@ import torch.nn as nn
 
 from lightning_spiral.atomic import atomic_write_bytes
 from lightning_spiral.deploy.runtime import INPUT_NAME, OUTPUT_NAME, onnx_session, require_deploy_extra
-from lightning_spiral.measure import _check_input_shape, _eval_mode
+from lightning_spiral.measure import _eval_mode, check_input_shape, check_threads
+from lightning_spiral.module_network import check_network
 from lightning_spiral.portable import export_program
 
 if TYPE_CHECKING:
@@ -62,10 +63,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
     The input is named ``input`` (``(batch, *input_shape)``, float32) and the output ``logits``.
     """
+    check_network("model", model)
+    shape = check_input_shape(input_shape)
     require_deploy_extra("export_onnx")
     import onnx
 
-    shape = _check_input_shape(input_shape)
     cpu_model = _cpu_copy(model)
     example = torch.randn(2, *shape)  # a batch of 2: a batch of 1 would be specialised as a constant
     batch = torch.export.Dim("batch", min=1)
@@ -87,7 +89,8 @@ def export_pt2(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[
     Load it with ``torch.export.load(path).module()``: plain PyTorch, no lightning-spiral import.
     The shape-taking form of :func:`lightning_spiral.portable.export_program`.
     """
-    export_program(model, torch.randn(2, *_check_input_shape(input_shape)), path)
+    check_network("model", model)
+    export_program(model, torch.randn(2, *check_input_shape(input_shape)), path)
 
 
 def strip_metadata(proto: onnx.ModelProto) -> None:
@@ -127,6 +130,8 @@ def _shorten_tensor_names(graph: onnx.GraphProto) -> None:
 
 def onnx_parity(model: nn.Module, path: str | os.PathLike, batches: Iterable[torch.Tensor], threads: int = 2) -> Parity:
     """Compare the ONNX file at ``path`` run in ONNX Runtime with ``model`` in PyTorch on ``batches``."""
+    check_network("model", model)
+    check_threads(threads)
     session = onnx_session(path, threads=threads)
     cpu_model = _cpu_copy(model)
     worst, agree, total = 0.0, 0, 0

@@ -33,8 +33,12 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from lightning_spiral.checks import check_interval
+from lightning_spiral.module_network import check_network
+
 _QUANTIZED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
 _OBSERVER = "input_fake_quant"
+_MOMENTUM_HINT = "It is the weight of the newest batch in the moving average of the input range, e.g. 0.1."
 
 
 class WeightFakeQuant(nn.Module):
@@ -69,7 +73,7 @@ class ActivationFakeQuant(nn.Module):
 
     def __init__(self, momentum: float = 0.1) -> None:
         super().__init__()
-        self.momentum = momentum
+        self.momentum = check_interval("momentum", momentum, "(0, 1]", hint=_MOMENTUM_HINT)
         self.register_buffer("low", torch.tensor(0.0))
         self.register_buffer("high", torch.tensor(0.0))
         self.register_buffer("observed", torch.tensor(False))
@@ -97,6 +101,8 @@ class ActivationFakeQuant(nn.Module):
 
 def add_fake_quant(model: nn.Module, momentum: float = 0.1) -> nn.Module:
     """A copy of ``model`` whose Conv and Linear layers fake-quantize their weights and inputs."""
+    check_network("model", model)
+    check_interval("momentum", momentum, "(0, 1]", hint=_MOMENTUM_HINT)
     model = copy.deepcopy(model)
     for module in model.modules():
         if isinstance(module, _QUANTIZED_LAYERS):
@@ -109,6 +115,7 @@ def add_fake_quant(model: nn.Module, momentum: float = 0.1) -> nn.Module:
 
 def remove_fake_quant(model: nn.Module) -> nn.Module:
     """Bake the fake-quantized weights into ``model`` (in place) and drop observers and hooks."""
+    check_network("model", model)
     for module in model.modules():
         if isinstance(module, _QUANTIZED_LAYERS) and hasattr(module, _OBSERVER):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)

@@ -29,7 +29,7 @@ import torch
 
 from lightning_spiral.atomic import atomic_write_bytes
 from lightning_spiral.deploy.export import strip_metadata
-from lightning_spiral.deploy.runtime import INPUT_NAME, require_deploy_extra
+from lightning_spiral.deploy.runtime import INPUT_NAME, check_onnx_file, require_deploy_extra
 from lightning_spiral.errors import SpiralConfigError
 
 
@@ -42,6 +42,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
         calibration: input batches ``(B, *input_shape)`` whose activation ranges set the scales —
             training or validation data, never the test split.
     """
+    check_onnx_file("fp32_path", fp32_path)
     require_deploy_extra("quantize_int8")
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -66,6 +67,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
 
 def convert_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
     """Store the float32 ONNX graph at ``fp32_path`` in fp16 (float32 input and output) at ``out_path``."""
+    check_onnx_file("fp32_path", fp32_path)
     require_deploy_extra("convert_fp16")
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from lightning_spiral.checks import refuse
 from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.measure import check_threads
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -40,8 +42,17 @@ def require_deploy_extra(what: str) -> None:
         )
 
 
+def check_onnx_file(name: str, path: str | os.PathLike) -> None:
+    """``path`` must name an existing file (an exported ONNX graph); raises naming ``name``."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        shown = os.fspath(path) if isinstance(path, os.PathLike) else path
+        raise refuse(name, shown, "an existing ONNX file", "Write one with lightning_spiral.deploy.export_onnx.")
+
+
 def onnx_session(path: str | os.PathLike, threads: int = 2) -> Any:
     """An ONNX Runtime CPU session for the file at ``path``, running ops on ``threads`` threads."""
+    check_threads(threads)
+    check_onnx_file("path", path)
     require_deploy_extra("onnx_session")
     import onnxruntime as ort
 

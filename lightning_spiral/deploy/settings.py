@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, get_args
 
+from lightning_spiral.checks import check_choice, check_int, check_interval, check_positive
 from lightning_spiral.deploy.runtime import require_deploy_extra
-from lightning_spiral.errors import SpiralConfigError
 
 QuantizeKind = Literal["none", "int8_ptq", "int8_qat", "fp16"]
 CalibrationSplit = Literal["train", "val"]
@@ -45,21 +45,13 @@ class QuantizeSettings:
     qat_lr: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.kind not in get_args(QuantizeKind):
-            raise SpiralConfigError(f"`kind` must be one of {list(get_args(QuantizeKind))}, got {self.kind!r}.")
-        if self.calibration_split not in get_args(CalibrationSplit):
-            raise SpiralConfigError(
-                f"`calibration_split` must be one of {list(get_args(CalibrationSplit))}, got {self.calibration_split!r} "
-                "(the test split is for reported numbers only)."
-            )
-        for name in ("calibration_batches", "qat_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpiralConfigError(f"`{name}` must be an integer >= 1, got {value!r}.")
-        if isinstance(self.max_top1_drop, bool) or not isinstance(self.max_top1_drop, (int, float)) or not 0 <= self.max_top1_drop <= 1:
-            raise SpiralConfigError(f"`max_top1_drop` must be a fraction in [0, 1], got {self.max_top1_drop!r}.")
-        if isinstance(self.qat_lr, bool) or not isinstance(self.qat_lr, (int, float)) or not self.qat_lr > 0:
-            raise SpiralConfigError(f"`qat_lr` must be a positive number, got {self.qat_lr!r}.")
+        check_choice("kind", self.kind, get_args(QuantizeKind))
+        check_choice("calibration_split", self.calibration_split, get_args(CalibrationSplit),
+                     hint="The test split is for reported numbers only.")
+        check_int("calibration_batches", self.calibration_batches, 1)
+        check_int("qat_epochs", self.qat_epochs, 1)
+        check_interval("max_top1_drop", self.max_top1_drop, "[0, 1]", hint="It is a fraction of top-1: 0.01 is 1 point.")
+        check_positive("qat_lr", self.qat_lr, hint="It is the learning rate of the fine-tuning, e.g. 0.005.")
         if self.kind != "none":
             require_deploy_extra(f"quantize={self.kind}")
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_spiral.checks import check_bool, check_int, refuse
 from lightning_spiral.deploy.export import export_onnx
 from lightning_spiral.deploy.qat import add_fake_quant, remove_fake_quant
 from lightning_spiral.deploy.quantize import convert_fp16, quantize_int8
@@ -40,8 +41,9 @@ from lightning_spiral.deploy.result import QuantizedResult
 from lightning_spiral.deploy.runtime import onnx_session, onnx_top1
 from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.distill import DistillationLoss
-from lightning_spiral.measure import file_size, measure_onnx_latency
+from lightning_spiral.measure import check_threads, file_size, measure_onnx_latency
 from lightning_spiral.module import SpiralModule
+from lightning_spiral.module_network import check_network, shown
 
 QUANTIZED_DIR = "quantized"
 QUANTIZED_MODEL = "model.onnx"
@@ -74,6 +76,10 @@ def run_quantize_stage(
         threads: CPU threads of the runtime while measuring.
         latency_repeats: timed calls per latency.
     """
+    _check_stage_arguments(settings, model, teacher, make_trainer)
+    check_bool("is_global_zero", is_global_zero)
+    check_threads(threads)
+    check_int("latency_repeats", latency_repeats, 1, hint="Use at least 20 for a stable median.")
     input_shape = tuple(datamodule.input_shape)
     for stage in ("fit", "test"):
         datamodule.setup(stage)
@@ -119,6 +125,17 @@ def run_quantize_stage(
     rank_zero_info(f"[Spiral] quantized ({settings.kind}): test top-1 {result.top1:.2%}, {result.size_bytes} bytes, "
                    f"batch-64 latency {result.latency_ms_b64:.2f} ms in {result.runtime}")
     return result
+
+
+def _check_stage_arguments(settings: QuantizeSettings, model: nn.Module, teacher: nn.Module,
+                           make_trainer: Callable[[int], L.Trainer]) -> None:
+    """What :func:`run_quantize_stage` quantizes, how, and with what it fine-tunes."""
+    if not isinstance(settings, QuantizeSettings) or settings.kind == "none":
+        raise refuse("settings", shown(settings), "a QuantizeSettings whose kind is not 'none'")
+    check_network("model", model)
+    check_network("teacher", teacher)
+    if not callable(make_trainer):
+        raise refuse("make_trainer", shown(make_trainer), "a callable that returns a Trainer for a number of epochs")
 
 
 def calibration_batches(datamodule: L.LightningDataModule, settings: QuantizeSettings) -> Iterator[torch.Tensor]:

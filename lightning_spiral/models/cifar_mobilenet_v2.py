@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import check_positive
+from lightning_spiral.models.spec import check_classes_and_channels
 
 # (expansion t, output channels c, repeats n, first stride s), Table 2 of the paper with the
 # stem and the 24-channel stage at stride 1 for 32×32 inputs.
@@ -102,8 +103,8 @@ class CifarMobileNetV2(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 3, width_mult: float = 1.0) -> None:
         super().__init__()
-        if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
-            raise SpiralConfigError(f"`width_mult` must be a positive number, got {width_mult!r}.")
+        check_classes_and_channels(num_classes, in_channels)
+        check_positive("width_mult", width_mult, hint="1.0 is the paper's network; 0.5 halves every layer's channels.")
         channels = make_divisible(STEM_CHANNELS * width_mult)
         layers: list[nn.Module] = [conv_bn_relu6(in_channels, channels, kernel_size=3)]
         for expansion, width, repeats, first_stride in CIFAR_BLOCKS:

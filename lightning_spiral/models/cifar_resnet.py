@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import is_integer, refuse
+from lightning_spiral.models.spec import check_classes_and_channels
 
 STAGE_WIDTHS = (16, 32, 64)
 
@@ -75,8 +76,9 @@ class CifarResNet(nn.Module):
 
     def __init__(self, depth: int, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
-        if depth < 8 or (depth - 2) % 6 != 0:
-            raise SpiralConfigError(f"`depth` must be 6n + 2 with n >= 1 (20, 32, 44, 56, ...), got {depth!r}.")
+        if not is_integer(depth) or depth < 8 or (depth - 2) % 6 != 0:
+            raise refuse("depth", depth, "6n + 2 with n >= 1 (20, 32, 44, 56, ...)")
+        check_classes_and_channels(num_classes, in_channels)
         blocks_per_stage = (depth - 2) // 6
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, STAGE_WIDTHS[0], 3, padding=1, bias=False),

@@ -22,7 +22,8 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import is_integer, refuse
+from lightning_spiral.models.spec import check_classes_and_channels
 
 # Output channels of each 3×3 conv; "M" is a 2×2 max-pool.
 VGG_CONFIGS: dict[str, tuple[int | Literal["M"], ...]] = {
@@ -58,6 +59,8 @@ class CifarVGG(nn.Module):
 
     def __init__(self, config: Sequence[int | Literal["M"]], num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
+        _check_config(config)
+        check_classes_and_channels(num_classes, in_channels)
         layers: list[nn.Module] = []
         channels = in_channels
         for item in config:
@@ -88,6 +91,12 @@ def vgg16_bn(num_classes: int, in_channels: int = 3) -> CifarVGG:
 
 def vgg_bn(num_classes: int, in_channels: int = 3, config: Sequence[int | str] = VGG_CONFIGS["vgg_small"]) -> CifarVGG:
     """A VGG-BN of any layout: ``config`` lists conv widths and ``"M"`` max-pools (default: ``vgg_small``)."""
-    if not config or any(item != "M" and (isinstance(item, bool) or not isinstance(item, int) or item < 1) for item in config):
-        raise SpiralConfigError(f"`config` must list positive conv widths and 'M' max-pools, got {list(config)!r}.")
-    return CifarVGG(list(config), num_classes=num_classes, in_channels=in_channels)
+    return CifarVGG(config, num_classes=num_classes, in_channels=in_channels)
+
+
+def _check_config(config: Sequence[int | str]) -> None:
+    """``config`` must be a non-empty sequence of conv widths (integers >= 1) and ``"M"`` max-pools."""
+    layers = config if isinstance(config, Sequence) and not isinstance(config, (str, bytes)) else ()
+    if not layers or not all(item == "M" or (is_integer(item) and item >= 1) for item in layers):
+        raise refuse("config", config, "a non-empty list of conv widths (integers >= 1) and 'M' max-pools",
+                     "See VGG_CONFIGS, e.g. [32, 'M', 64, 'M'].")

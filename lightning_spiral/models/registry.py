@@ -24,12 +24,13 @@ from typing import Any
 
 import torch.nn as nn
 
+from lightning_spiral.checks import check_int, refuse
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models.cifar_mobilenet_v2 import CifarMobileNetV2
 from lightning_spiral.models.cifar_resnet import resnet20, resnet56
 from lightning_spiral.models.cifar_vgg import vgg11_bn, vgg16_bn, vgg_bn
 from lightning_spiral.models.small_cnn import SmallCNN
-from lightning_spiral.models.spec import ModelSpec, attach_spec
+from lightning_spiral.models.spec import ModelSpec, attach_spec, check_sizes
 from lightning_spiral.models.torchvision_models import TORCHVISION_PREFIX, build_torchvision_model
 
 # Each builder takes ``num_classes`` and ``in_channels`` plus its own keyword arguments.
@@ -76,8 +77,7 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
         torch.Size([2, 10])
     """
     builder = _builder(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise SpiralConfigError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
+    check_int("num_classes", num_classes, 2)
     shape = _checked_input_shape(name, input_shape)
     kwargs = {key: _plain_json(key, value) for key, value in kwargs.items()}
     allowed = [p for p in inspect.signature(builder).parameters if p not in _RESERVED]
@@ -118,7 +118,7 @@ def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
         8
     """
     if not isinstance(name, str) or not name.strip() or name.startswith(TORCHVISION_PREFIX):
-        raise SpiralConfigError(f"`name` must be a non-empty str not starting with {TORCHVISION_PREFIX!r}, got {name!r}.")
+        raise refuse("name", name, f"a non-empty str not starting with {TORCHVISION_PREFIX!r}")
     if name in MODEL_NAMES:
         raise SpiralConfigError(f"`name` {name!r} is a built-in model and cannot be replaced; built-ins: {list(MODEL_NAMES)}.")
     _check_builder(builder)
@@ -134,7 +134,7 @@ def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
 def _check_builder(builder: Callable[..., nn.Module]) -> None:
     """``builder`` must be callable with the registry's ``num_classes`` and ``in_channels`` keywords."""
     if not callable(builder):
-        raise SpiralConfigError(f"`builder` must be a callable returning an nn.Module, got {type(builder).__name__}.")
+        raise refuse("builder", builder, "a callable returning an nn.Module")
     parameters = inspect.signature(builder).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     lacking = [name for name in _RESERVED if name not in parameters and not takes_any]
@@ -156,24 +156,16 @@ def _builder(name: str) -> Callable[..., nn.Module]:
     if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
         return functools.partial(build_torchvision_model, name.removeprefix(TORCHVISION_PREFIX))
     # the built-ins only: the wording must not depend on what this process registered
-    raise SpiralConfigError(f"`name` must be one of {list(MODEL_NAMES)} or 'torchvision.<name>', got {name!r}.")
+    raise refuse("name", name, f"one of {list(MODEL_NAMES)} or 'torchvision.<name>'")
 
 
 def _checked_input_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:
     """``input_shape`` as a tuple of three positive ints, large enough for model ``name``."""
-    if (
-        isinstance(input_shape, (str, bytes))
-        or not isinstance(input_shape, Sequence)
-        or len(input_shape) != 3
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape)
-    ):
-        raise SpiralConfigError(f"`input_shape` must be three positive ints (C, H, W), got {input_shape!r}.")
-    channels, height, width = input_shape
+    channels, height, width = check_sizes("input_shape", input_shape, length=3, what="(C, H, W)",
+                                          hint="Give one sample's shape without the batch dimension.")
     min_side = _MIN_SIDE.get(name, 1)
     if min(height, width) < min_side:
-        raise SpiralConfigError(
-            f"`input_shape` must have H and W >= {min_side} for model {name!r}, got {tuple(input_shape)}."
-        )
+        raise refuse("input_shape", (channels, height, width), f"(C, H, W) with H and W >= {min_side} for model {name!r}")
     return channels, height, width
 
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models.cifar_vgg import conv_bn_relu
+from lightning_spiral.models.spec import check_classes_and_channels, check_sizes
 
 
 class SmallCNN(nn.Module):
@@ -39,15 +39,8 @@ class SmallCNN(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 1, widths: Sequence[int] = (32, 64, 64)) -> None:
         super().__init__()
-        if (
-            isinstance(widths, (str, bytes))
-            or not isinstance(widths, Sequence)
-            or len(widths) < 2
-            or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)
-        ):
-            raise SpiralConfigError(
-                f"`widths` must be a sequence of at least two positive ints, got {widths!r}."
-            )
+        check_classes_and_channels(num_classes, in_channels)
+        widths = check_sizes("widths", widths, min_length=2, hint="The max-pool follows the second block.")
         blocks: list[nn.Module] = []
         channels = in_channels
         for index, width in enumerate(widths):

@@ -27,11 +27,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from lightning_spiral.checks import check_int, is_integer, refuse
 from lightning_spiral.errors import ModelFormatError
 
 _SPEC_ATTRIBUTE = "_lightning_spiral_spec"
@@ -91,6 +93,8 @@ class ModelSpec:
         Raises:
             ModelFormatError: a key is missing or a value has the wrong type.
         """
+        if not isinstance(data, Mapping):
+            raise ModelFormatError(f"A model spec must be a dict of plain values, got {type(data).__name__}.")
         missing = {"name", "kwargs", "input_shape", "pruning_history"} - set(data)
         if missing:
             raise ModelFormatError(f"Model spec is missing the keys {sorted(missing)}; found {sorted(data)}.")
@@ -147,3 +151,33 @@ def example_for(spec: ModelSpec, model: nn.Module) -> torch.Tensor:
 def class_path(model: nn.Module) -> str:
     """``module.QualName`` of ``model``'s class, e.g. ``'my_project.nets.ConvNet'``."""
     return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def check_sizes(name: str, value: Any, *, length: int | None = None, min_length: int = 1, what: str = "",
+                hint: str = "") -> tuple[int, ...]:
+    """A sequence of integers >= 1 (an input shape, layer widths), as a tuple; raises naming ``name``.
+
+    ``length`` asks for exactly that many; otherwise at least ``min_length``. ``what`` says what the
+    entries are (``"(C, H, W)"``).
+
+    Example:
+        >>> check_sizes("input_shape", [3, 32, 32], length=3, what="(C, H, W)")
+        (3, 32, 32)
+        >>> check_sizes("widths", [8], min_length=2)
+        Traceback (most recent call last):
+            ...
+        lightning_spiral.errors.SpiralConfigError: `widths` must be a sequence of at least 2 integers >= 1, got [8].
+    """
+    sizes = tuple(value) if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else None
+    fits = sizes is not None and (len(sizes) == length if length is not None else len(sizes) >= min_length)
+    if not fits or not all(is_integer(size) and size >= 1 for size in sizes):
+        count = f"{length}" if length is not None else ("a non-empty sequence of" if min_length <= 1 else
+                                                        f"a sequence of at least {min_length}")
+        raise refuse(name, value, f"{count} integers >= 1{' ' + what if what else ''}", hint)
+    return sizes
+
+
+def check_classes_and_channels(num_classes: Any, in_channels: Any) -> None:
+    """The two arguments every built-in network takes: ``num_classes`` and ``in_channels``, integers >= 1."""
+    check_int("num_classes", num_classes, 1, hint="It is the number of output logits.")
+    check_int("in_channels", in_channels, 1, hint="It is the number of channels of the input image.")

@@ -23,7 +23,8 @@ import torch.hub
 import torch.nn as nn
 import torchvision
 
-from lightning_spiral.errors import SpiralConfigError, WeightsDownloadError
+from lightning_spiral.checks import check_int, refuse
+from lightning_spiral.errors import WeightsDownloadError
 
 TORCHVISION_PREFIX = "torchvision."
 
@@ -48,15 +49,11 @@ def build_torchvision_model(name: str, num_classes: int, in_channels: int = 3, w
         5
     """
     if name not in torchvision_model_names():
-        raise SpiralConfigError(
-            f"`name` must be 'torchvision.<name>' with <name> a torchvision classification model "
-            f"(see torchvision.models.list_models(module=torchvision.models)), got {TORCHVISION_PREFIX + name!r}."
-        )
+        raise refuse("name", f"{TORCHVISION_PREFIX}{name}", "'torchvision.<name>' with <name> a torchvision classification "
+                     "model (see torchvision.models.list_models(module=torchvision.models))")
+    check_int("num_classes", num_classes, 1, hint="It is the number of output logits.")
     if in_channels != 3:
-        raise SpiralConfigError(
-            f"`input_shape[0]` must be 3 for torchvision models, got {in_channels}. "
-            "Use a built-in model for other channel counts."
-        )
+        raise refuse("input_shape[0]", in_channels, "3 for torchvision models", "Use a built-in model for other channel counts.")
     if weights is None:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
     _check_weights(name, weights, num_classes)
@@ -77,11 +74,8 @@ def _check_weights(name: str, weights: str, num_classes: int) -> None:
     weights_enum = torchvision.models.get_model_weights(name)
     allowed = list(weights_enum.__members__)
     if weights not in allowed:
-        raise SpiralConfigError(f"`weights` of 'torchvision.{name}' must be None or one of {allowed}, got {weights!r}.")
+        raise refuse("weights", weights, f"None or one of {allowed} (the weights of 'torchvision.{name}')")
     categories = len(weights_enum[weights].meta["categories"])
     if num_classes != categories:
-        raise SpiralConfigError(
-            f"`num_classes` must be {categories} with `weights`={weights!r} of 'torchvision.{name}', "
-            f"got {num_classes}. "
-            "Build with weights=None for another class count."
-        )
+        raise refuse("num_classes", num_classes, f"{categories} with `weights`={weights!r} of 'torchvision.{name}'",
+                     "Build with weights=None for another class count.")

@@ -88,13 +88,13 @@ def test_dataloader_before_setup_is_an_error() -> None:
         ({"val_fraction": 0}, r"`val_fraction` must be a number in \(0, 1\), got 0\."),
         ({"val_fraction": 1.0}, r"`val_fraction` must be a number in \(0, 1\), got 1\.0"),
         ({"test_fraction": -0.2}, r"`test_fraction` must be a number in \(0, 1\), got -0\.2"),
-        ({"batch_size": 0}, r"`batch_size` must be an int >= 1, got 0"),
-        ({"batch_size": 8.0}, r"`batch_size` must be an int >= 1, got 8\.0"),
-        ({"seed": -1}, r"`seed` must be an int >= 0, got -1"),
-        ({"num_workers": -1}, r"`num_workers` must be an int >= 0, got -1"),
+        ({"batch_size": 0}, r"`batch_size` must be an integer >= 1, got 0"),
+        ({"batch_size": 8.0}, r"`batch_size` must be an integer >= 1, got 8\.0"),
+        ({"seed": -1}, r"`seed` must be an integer >= 0, got -1"),
+        ({"num_workers": -1}, r"`num_workers` must be an integer >= 0, got -1"),
         ({"augment": "yes"}, r"`augment` must be True or False, got 'yes'"),
-        ({"train_subset": 1}, r"`train_subset` must be an int >= 2, got 1"),
-        ({"test_subset": 0}, r"`test_subset` must be an int >= 1, got 0"),
+        ({"train_subset": 1}, r"`train_subset` must be an integer >= 2, got 1"),
+        ({"test_subset": 0}, r"`test_subset` must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_arguments_raise_in_the_constructor(kwargs: dict, match: str) -> None:
@@ -194,11 +194,11 @@ def test_npz_missing_keys_are_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arrays", "match"),
     [
-        ({"y_train": np.arange(39) % 4}, r"`y_train` in '.*' must hold one label per image, shape \(40,\)"),
-        ({"y_test": np.arange(20) % 4 - 1}, r"`y_test` must hold labels in \[0, 4\), got values from -1 to 2"),
-        ({"classes": np.array(["a", "b"])}, r"`y_train` must hold labels in \[0, 2\), got values from 0 to 3"),
-        ({"y_train": np.zeros(40)}, r"`y_train` must be a 1-D integer array, got dtype float64"),
-        ({"x_test": np.zeros((20, 16, 16, 3), np.uint8)}, r"must be images .* of one size, got \(40, 32, 32, 3\) and \(20, 16, 16, 3\)"),
+        ({"y_train": np.arange(39) % 4}, r"`x_train` and `y_train` in '.*' must hold one label per image .* got 40 images and 39 labels"),
+        ({"y_test": np.arange(20) % 4 - 1}, r"`y_test` in '.*' must hold labels in \[0, 4\), got 5 outside it \(values from -1 to 2\)"),
+        ({"classes": np.array(["a", "b"])}, r"`y_train` in '.*' must hold labels in \[0, 2\), got 20 outside it \(values from 0 to 3\)"),
+        ({"y_train": np.full(40, 0.5)}, r"`y_train` in '.*' must hold integer class labels .* got 40 values that are not whole"),
+        ({"x_test": np.zeros((20, 16, 16, 3), np.uint8)}, r"must hold images of one size, got samples of shape \(32, 32, 3\) and \(16, 16, 3\)"),
     ],
 )
 def test_npz_inconsistent_arrays_raise_in_the_constructor(tmp_path: Path, arrays: dict, match: str) -> None:

@@ -106,8 +106,8 @@ def test_config_node_builds_it_and_a_small_cnn_learns_from_it(digits_folder) -> 
     ("kwargs", "match"),
     [
         ({"train_dir": "nowhere"}, r"`train_dir` must be an existing folder with one sub-folder per class, got 'nowhere' \(not found\)"),
-        ({"image_size": 0}, r"`image_size` must be a positive int or a pair \(height, width\) of them, got 0"),
-        ({"image_size": [8, 8, 3]}, r"`image_size` must be a positive int or a pair"),
+        ({"image_size": 0}, r"`image_size` must be an integer >= 1 or a pair \(height, width\) of them, got 0"),
+        ({"image_size": [8, 8, 3]}, r"`image_size` must be an integer >= 1 or a pair"),
         ({"mean": [0.5, 0.5, 0.5]}, r"`mean` and `std` must both be None .* or both hold 3 numbers"),
         ({"mean": [0.5], "std": [0.2], "grayscale": False}, r"both hold 3 numbers \(std > 0\) on the \[0, 1\] scale, got mean=\[0.5\]"),
         ({"val_fraction": 1.0}, r"`val_fraction` must be a number in \(0, 1\), got 1.0"),

@@ -27,11 +27,11 @@ def test_the_default_is_no_quantization() -> None:
     ("kwargs", "match"),
     [
         (dict(kind="int4"), r"`kind` must be one of \['none', 'int8_ptq', 'int8_qat', 'fp16'\], got 'int4'"),
-        (dict(calibration_split="test"), r"`calibration_split` must be one of \['train', 'val'\], got 'test'"),
+        (dict(calibration_split="test"), r"`calibration_split` must be one of \['train', 'val'\], got 'test'\. The test split is for"),
         (dict(calibration_batches=0), r"`calibration_batches` must be an integer >= 1, got 0"),
         (dict(qat_epochs=1.5), r"`qat_epochs` must be an integer >= 1, got 1.5"),
-        (dict(max_top1_drop=2), r"`max_top1_drop` must be a fraction in \[0, 1\], got 2"),
-        (dict(qat_lr=0), r"`qat_lr` must be a positive number, got 0"),
+        (dict(max_top1_drop=2), r"`max_top1_drop` must be a number in \[0, 1\], got 2\. It is a fraction of top-1"),
+        (dict(qat_lr=0), r"`qat_lr` must be a finite number > 0, got 0\. It is the learning rate"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict, match: str) -> None:

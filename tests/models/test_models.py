@@ -93,20 +93,20 @@ def test_torch_pruning_halves_channels_and_keeps_outputs(name: str) -> None:
         ("resnet21", 10, CIFAR_SHAPE, {}, r"`name` must be one of \['small_cnn', .*\] or 'torchvision.<name>', got 'resnet21'"),
         ("torch.nn.Linear", 10, CIFAR_SHAPE, {}, r"`name` must be one of .* got 'torch.nn.Linear'"),
         ("torchvision.fasterrcnn_resnet50_fpn", 10, CIFAR_SHAPE, {}, r"torchvision classification model .* got 'torchvision.fasterrcnn"),
-        ("resnet20", 1, CIFAR_SHAPE, {}, r"`num_classes` must be an int >= 2, got 1"),
-        ("resnet20", 10.0, CIFAR_SHAPE, {}, r"`num_classes` must be an int >= 2, got 10.0"),
-        ("resnet20", 10, (32, 32), {}, r"`input_shape` must be three positive ints \(C, H, W\), got \(32, 32\)"),
-        ("resnet20", 10, (3, 0, 32), {}, r"`input_shape` must be three positive ints .* got \(3, 0, 32\)"),
-        ("vgg11_bn", 10, (1, 8, 8), {}, r"`input_shape` must have H and W >= 32 for model 'vgg11_bn', got \(1, 8, 8\)"),
+        ("resnet20", 1, CIFAR_SHAPE, {}, r"`num_classes` must be an integer >= 2, got 1"),
+        ("resnet20", 10.0, CIFAR_SHAPE, {}, r"`num_classes` must be an integer >= 2, got 10.0"),
+        ("resnet20", 10, (32, 32), {}, r"`input_shape` must be 3 integers >= 1 \(C, H, W\), got \(32, 32\)"),
+        ("resnet20", 10, (3, 0, 32), {}, r"`input_shape` must be 3 integers >= 1 .* got \(3, 0, 32\)"),
+        ("vgg11_bn", 10, (1, 8, 8), {}, r"`input_shape` must be \(C, H, W\) with H and W >= 32 for model 'vgg11_bn', got \(1, 8, 8\)"),
         ("resnet20", 10, CIFAR_SHAPE, {"widht": 2}, r"Unknown keyword arguments \['widht'\] for model 'resnet20'; it accepts \[\]"),
         ("small_cnn", 10, (1, 8, 8), {"in_channels": 1}, r"Unknown keyword arguments \['in_channels'\] .* accepts \['widths'\]"),
-        ("small_cnn", 10, (1, 8, 8), {"widths": [8]}, r"`widths` must be a sequence of at least two positive ints, got \[8\]"),
+        ("small_cnn", 10, (1, 8, 8), {"widths": [8]}, r"`widths` must be a sequence of at least 2 integers >= 1, got \[8\]"),
         ("small_cnn", 10, (1, 8, 8), {"widths": torch.tensor([8, 8])}, r"`widths` must be a plain JSON value .* got Tensor"),
-        ("mobilenet_v2", 10, CIFAR_SHAPE, {"width_mult": 0}, r"`width_mult` must be a positive number, got 0"),
+        ("mobilenet_v2", 10, CIFAR_SHAPE, {"width_mult": 0}, r"`width_mult` must be a finite number > 0, got 0"),
         ("torchvision.resnet18", 10, (1, 32, 32), {}, r"`input_shape\[0\]` must be 3 for torchvision models, got 1"),
         (
             "torchvision.resnet18", 10, CIFAR_SHAPE, {"weights": "IMAGENET"},
-            r"`weights` of 'torchvision.resnet18' must be None or one of \['IMAGENET1K_V1', 'DEFAULT'\], got 'IMAGENET'",
+            r"`weights` must be None or one of \['IMAGENET1K_V1', 'DEFAULT'\] \(the weights of 'torchvision.resnet18'\), got 'IMAGENET'",
         ),
         ("torchvision.resnet18", 10, CIFAR_SHAPE, {"weights": "DEFAULT"}, r"`num_classes` must be 1000 with `weights`='DEFAULT' .* got 10"),
     ],
@@ -119,5 +119,5 @@ def test_bad_arguments_raise_config_errors(name, num_classes, input_shape, kwarg
 def test_vgg_bn_matches_the_facts_calibration_teacher() -> None:
     net = build_model("vgg_bn", num_classes=10, input_shape=(3, 32, 32))
     assert sum(p.numel() for p in net.parameters()) == 585_450  # FACTS.md: 0.59M params, 43.8M MACs
-    with pytest.raises(SpiralConfigError, match=r"`config` must list positive conv widths and 'M' max-pools"):
+    with pytest.raises(SpiralConfigError, match=r"`config` must be a non-empty list of conv widths \(integers >= 1\) and 'M' max-pools, got \[16, 'X'\]"):
         build_model("vgg_bn", num_classes=10, input_shape=(3, 32, 32), config=[16, "X"])

@@ -61,7 +61,7 @@ def test_registering_the_same_builder_again_is_allowed_and_another_is_refused() 
         (7, tiny_mlp, r"`name` must be a non-empty str .* got 7"),
         ("torchvision.mine", tiny_mlp, r"`name` must be .* not starting with 'torchvision.', got 'torchvision.mine'"),
         ("resnet20", tiny_mlp, r"`name` 'resnet20' is a built-in model and cannot be replaced; built-ins: \['small_cnn', "),
-        ("test_bad", "tiny_mlp", r"`builder` must be a callable returning an nn.Module, got str"),
+        ("test_bad", "tiny_mlp", r"`builder` must be a callable returning an nn.Module, got 'tiny_mlp'"),
         ("test_bad", lambda num_classes: nn.Linear(2, num_classes),
          r"`builder` .*<lambda> must take the keyword arguments \['num_classes', 'in_channels'\] .* lacks \['in_channels'\]"),
     ],
