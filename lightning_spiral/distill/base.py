@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from lightning_spiral.checks import check_interval, check_positive
+from lightning_spiral.distill.temperature import TEMPERATURE_HINT
 from lightning_spiral.errors import SpiralConfigError
 
 
@@ -28,22 +30,15 @@ def freeze_teacher(teacher: nn.Module) -> nn.Module:
 
 def check_alpha(alpha: float) -> float:
     """Validate a mixing weight between the hard-label and the distillation term."""
-    if not 0.0 <= alpha <= 1.0:
-        raise SpiralConfigError(
-            f"`alpha` must be in [0, 1] (0 = labels only, 1 = teacher only), got {alpha!r}."
-        )
-    return float(alpha)
+    return check_interval("alpha", alpha, "[0, 1]", hint="0 = labels only, 1 = teacher only.")
 
 
 def check_temperature(temperature: "float | nn.Module") -> "float | nn.Module":
-    """Validate a softmax temperature: a number > 0, or a temperature module (schedule, learned)."""
+    """Validate a softmax temperature: a finite number > 0, or a temperature module (schedule, learned)."""
     if isinstance(temperature, nn.Module):
         return temperature
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise SpiralConfigError(
-            f"`temperature` must be > 0 (typical values 1-8) or a temperature module, got {temperature!r}."
-        )
-    return float(temperature)
+    hint = f"{TEMPERATURE_HINT} A ScheduledTemperature or CurriculumTemperature module also works."
+    return check_positive("temperature", temperature, hint=hint)
 
 
 def temperature_value(temperature: "float | nn.Module") -> "float | torch.Tensor":

@@ -49,7 +49,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -57,6 +56,7 @@ import lightning.pytorch as L
 import torch
 import torch.nn as nn
 
+from lightning_spiral.checks import check_choice, check_positive, refuse
 from lightning_spiral.distill.engine import (
     Distiller,
     NetworkCall,
@@ -176,18 +176,15 @@ class DistillationCallback(L.Callback):
         super().__init__()
         if not isinstance(teacher, nn.Module):
             raise SpiralConfigError(f"`teacher` must be an nn.Module (the trained network), got {type(teacher).__name__}.")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (weight > 0 and math.isfinite(weight)):
-            raise SpiralConfigError(f"`weight` must be a finite number > 0 (typically 0.5-10), got {weight!r}.")
-        for name, value in (("inputs", inputs), ("targets", targets)):
+        self.weight = check_positive("weight", weight, hint="Typical weights are 0.5-10.")
+        for name, value, key in (("inputs", inputs, "image"), ("targets", targets, "label")):
             if value is not None and not callable(value):
-                raise SpiralConfigError(f"`{name}` must be None or a function of the batch, got {value!r}.")
-        if mode not in ("add", "replace"):
-            raise SpiralConfigError(
-                f"`mode` must be 'add' (user loss + weight x distillation) or 'replace' (weight x distillation alone), got {mode!r}."
-            )
+                raise refuse(name, value, "None or a function of the batch",
+                             f"For example `{name}=lambda batch: batch[{key!r}]`.")
+        mode = check_choice("mode", mode, ("add", "replace"),
+                            hint="'add': user loss + weight x distillation; 'replace': weight x distillation alone.")
         loss = loss if loss is not None else KDLoss(temperature=4.0, alpha=1.0)
         self.engine = Distiller(teacher, loss, outputs=outputs, cache_teacher=cache_teacher)
-        self.weight = float(weight)
         self.inputs = inputs
         self.targets = targets or batch_targets
         self.attr = attr

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn as nn
 
+from lightning_spiral.checks import check_finite
 from lightning_spiral.distill.base import DistillationLoss
 from lightning_spiral.distill.feature_base import FeatureLoss
 from lightning_spiral.errors import SpiralConfigError
@@ -61,9 +62,7 @@ class WeightedSum(nn.Module):
                 raise SpiralConfigError(
                     f"Term {name!r} must be a DistillationLoss or a FeatureLoss, got {type(loss).__name__}."
                 )
-            if isinstance(weights[name], bool) or not isinstance(weights[name], (int, float)) or weights[name] < 0:
-                raise SpiralConfigError(f"The weight of term {name!r} must be a number >= 0, got {weights[name]!r}.")
-        self.weights = {name: float(weights[name]) for name in losses}
+        self.weights = {name: check_finite(f"weights[{name!r}]", weights[name], minimum=0) for name in losses}
         self.losses = nn.ModuleDict(dict(losses))
 
     def extra_repr(self) -> str:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lightning_spiral.checks import check_finite
 from lightning_spiral.distill.base import DistillationLoss, check_temperature, temperature_value
 from lightning_spiral.distill.temperature import Temperature
-from lightning_spiral.errors import SpiralConfigError
 
 
 class DKDLoss(DistillationLoss):
@@ -39,10 +39,9 @@ class DKDLoss(DistillationLoss):
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: Temperature = 4.0, ce_weight: float = 1.0) -> None:
         super().__init__()
-        for name, value in (("alpha", alpha), ("beta", beta), ("ce_weight", ce_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise SpiralConfigError(f"`{name}` must be a weight >= 0, got {value!r}.")
-        self.alpha, self.beta, self.ce_weight = float(alpha), float(beta), float(ce_weight)
+        hint = "DKD's reference weights are alpha=1, beta=8 (CIFAR-100) and ce_weight=1."
+        self.alpha, self.beta, self.ce_weight = (check_finite(name, value, minimum=0, hint=hint) for name, value in
+                                                 (("alpha", alpha), ("beta", beta), ("ce_weight", ce_weight)))
         self.temperature = check_temperature(temperature)
 
     def compute(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

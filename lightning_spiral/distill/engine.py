@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from lightning_spiral.checks import check_bool, is_integer, refuse
 from lightning_spiral.distill.base import freeze_teacher
 from lightning_spiral.distill.combine import DistillationInputs, distillation_terms, feature_paths, loss_terms, prepare_terms
 from lightning_spiral.distill.taps import FeatureTaps
@@ -56,10 +57,9 @@ _ALLOWED_OUTPUTS = (
 
 def check_outputs(outputs: OutputSelector) -> OutputSelector:
     """Validate an output selector at construction time."""
-    is_index = isinstance(outputs, int) and not isinstance(outputs, bool)
-    if outputs is None or callable(outputs) or isinstance(outputs, str) or is_index:
+    if outputs is None or callable(outputs) or isinstance(outputs, str) or is_integer(outputs):
         return outputs
-    raise SpiralConfigError(f"`outputs` must be {_ALLOWED_OUTPUTS}; got {outputs!r}.")
+    raise refuse("outputs", outputs, _ALLOWED_OUTPUTS)
 
 
 def _default_selection(output: Any) -> Any:
@@ -171,8 +171,8 @@ class Distiller:
         self.teacher = teacher
         self.loss = loss
         self.outputs = check_outputs(outputs)
-        self.frozen = bool(frozen)
-        self.cache_teacher = bool(cache_teacher)
+        self.frozen = check_bool("frozen", frozen)
+        self.cache_teacher = check_bool("cache_teacher", cache_teacher)
         if self.cache_teacher and (not self.frozen or self.has_features):
             raise SpiralConfigError(
                 "`cache_teacher`=True needs a frozen teacher and a loss of logit terms only (no mutual mode, no feature "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lightning_spiral.checks import check_finite
 from lightning_spiral.distill.feature_base import FeatureLoss
 from lightning_spiral.errors import SpiralConfigError
 
@@ -58,10 +59,9 @@ class RKDLoss(FeatureLoss):
     def __init__(self, student_path: str | None = None, teacher_path: str | None = None,
                  distance_weight: float = 25.0, angle_weight: float = 50.0) -> None:
         super().__init__(student_path, teacher_path)
-        for name, value in (("distance_weight", distance_weight), ("angle_weight", angle_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise SpiralConfigError(f"`{name}` must be a weight >= 0, got {value!r}.")
-        self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
+        hint = "The paper's weights are distance_weight=25 and angle_weight=50."
+        self.distance_weight = check_finite("distance_weight", distance_weight, minimum=0, hint=hint)
+        self.angle_weight = check_finite("angle_weight", angle_weight, minimum=0, hint=hint)
 
     def compute(self, student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
         if len(student_feature) < 3:

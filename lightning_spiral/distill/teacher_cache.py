@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_spiral.checks import check_int
 from lightning_spiral.errors import SpiralConfigError
 
 
@@ -36,7 +37,7 @@ class TeacherOutputCache:
     """Teacher outputs by input fingerprint; counts hits and misses."""
 
     def __init__(self, seed: int = 0) -> None:
-        self._generator_seed = seed
+        self._generator_seed = check_int("seed", seed, 0)
         self._projection: torch.Tensor | None = None  # (D, 2) float64, built on first use
         self._logits: dict[tuple[float, float], torch.Tensor] = {}
         self.hits = 0

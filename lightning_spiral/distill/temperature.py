@@ -24,13 +24,9 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import check_choice, check_finite, check_int, check_positive, refuse
 
-
-def _check_positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise SpiralConfigError(f"`{name}` must be > 0, got {value!r}.")
-    return float(value)
+TEMPERATURE_HINT = "Typical temperatures are 1-8."
 
 
 class ScheduledTemperature(nn.Module):
@@ -38,12 +34,11 @@ class ScheduledTemperature(nn.Module):
 
     def __init__(self, start: float, end: float, epochs: int, kind: Literal["linear", "cosine"] = "cosine") -> None:
         super().__init__()
-        self.start, self.end = _check_positive("start", start), _check_positive("end", end)
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 2:
-            raise SpiralConfigError(f"`epochs` must be an integer >= 2, got {epochs!r}.")
-        if kind not in ("linear", "cosine"):
-            raise SpiralConfigError(f"`kind` must be 'linear' or 'cosine', got {kind!r}.")
-        self.epochs, self.kind, self.epoch = epochs, kind, 0
+        self.start = check_positive("start", start, hint=TEMPERATURE_HINT)
+        self.end = check_positive("end", end, hint=TEMPERATURE_HINT)
+        self.epochs = check_int("epochs", epochs, 2, hint="A schedule needs a first and a last epoch.")
+        self.kind = check_choice("kind", kind, ("linear", "cosine"))
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -56,6 +51,15 @@ class ScheduledTemperature(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.kind} {self.start} -> {self.end} over {self.epochs} epochs"
+
+
+def check_bounds(low: float, high: float) -> tuple[float, float]:
+    """Validate the bounds of a learned temperature: finite, ``0 < low < high``."""
+    low = check_positive("low", low, hint=TEMPERATURE_HINT)
+    high = check_positive("high", high, hint=TEMPERATURE_HINT)
+    if not low < high:
+        raise refuse("high", high, f"a number > `low`={low!r}")
+    return low, high
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -89,11 +93,13 @@ class CurriculumTemperature(nn.Module):
 
     def __init__(self, initial: float = 4.0, low: float = 1.0, high: float = 10.0, lambda_max: float = 1.0, epochs: int = 10) -> None:
         super().__init__()
-        self.low, self.high = _check_positive("low", low), _check_positive("high", high)
+        self.low, self.high = check_bounds(low, high)
+        initial = check_finite("initial", initial)
         if not self.low < initial < self.high:
-            raise SpiralConfigError(f"`initial` must lie strictly between `low`={low} and `high`={high}, got {initial!r}.")
-        self.lambda_max = _check_positive("lambda_max", lambda_max)
-        self.epochs = max(int(epochs), 1)
+            raise refuse("initial", initial, f"a number strictly between `low`={low!r} and `high`={high!r}")
+        self.lambda_max = check_positive("lambda_max", lambda_max,
+                                         hint="It is the final strength of the reversed gradient, e.g. 1.0.")
+        self.epochs = check_int("epochs", epochs, 1, hint="Lambda rises from 0 to `lambda_max` over these epochs.")
         fraction = (initial - self.low) / (self.high - self.low)
         self.raw = nn.Parameter(torch.tensor(math.log(fraction / (1 - fraction))))  # inverse sigmoid
         self.epoch = 0

@@ -2,6 +2,7 @@
 
 from lightning_spiral.pruning.bn_sparsity import BNSparsityCallback
 from lightning_spiral.pruning.callback import PruningCallback
+from lightning_spiral.pruning.coupling import CoupledPruningWarning
 from lightning_spiral.pruning.importance import IMPORTANCE_NAMES, ImportanceName, make_importance
 from lightning_spiral.pruning.masks import MaskPruningCallback
 from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
@@ -9,6 +10,7 @@ from lightning_spiral.pruning.structured import prune
 
 __all__ = [
     "BNSparsityCallback",
+    "CoupledPruningWarning",
     "IMPORTANCE_NAMES",
     "SCHEDULE_NAMES",
     "ImportanceName",

@@ -20,7 +20,7 @@ import lightning.pytorch as L
 import torch
 import torch.nn as nn
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import check_positive
 from lightning_spiral.module_network import network_of
 
 
@@ -34,9 +34,7 @@ class BNSparsityCallback(L.Callback):
     """
 
     def __init__(self, weight: float = 1e-4, attr: str | None = None) -> None:
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-            raise SpiralConfigError(f"`weight` must be a positive L1 coefficient (e.g. 1e-4), got {weight!r}.")
-        self.weight = float(weight)
+        self.weight = check_positive("weight", weight, hint="It is the L1 coefficient on BatchNorm scales, e.g. 1e-4.")
         self.attr = attr
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

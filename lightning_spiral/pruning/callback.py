@@ -24,14 +24,23 @@ import torch
 import torch.nn as nn
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_spiral.checks import check_bool, check_choice, check_int, is_integer
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import _eval_mode, count_macs, count_params
 from lightning_spiral.model_record import store_network_record
 from lightning_spiral.models.spec import spec_of
 from lightning_spiral.module_network import network_of
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
-from lightning_spiral.pruning.structured import check_amount, check_one_target, check_round_to, prune
-from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_ratio
+from lightning_spiral.pruning.structured import (
+    check_layer_amounts,
+    check_layer_paths,
+    check_round_to,
+    check_targets,
+    prune,
+)
+from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_latency_batch_size
+
+VERBOSE_HINT = "0: silent, 1: one line per pruning, 2: also the layer widths."
 
 
 class PruningCallback(L.Callback):
@@ -67,6 +76,8 @@ class PruningCallback(L.Callback):
         verbose: 0 silent, 1 one line per pruning, 2 also the layer widths.
 
     The callback prunes once per instance (``state_dict()["pruned"]``); build a new one per stage.
+    A layer that loses far more channels than asked through coupled channels (a ``torch.chunk``
+    gate) is named in a :class:`~lightning_spiral.pruning.CoupledPruningWarning`, as by :func:`prune`.
     Checkpoints written during the fit carry the pruned network's record, so
     :func:`~lightning_spiral.restore_checkpoint` loads them into a freshly constructed module.
     """
@@ -90,27 +101,20 @@ class PruningCallback(L.Callback):
         verbose: int = 1,
     ) -> None:
         super().__init__()
-        check_one_target(amount, target_macs_ratio, target_params_ratio, target_latency_ms)
-        self.target_params_ratio = None if target_params_ratio is None else check_ratio(target_params_ratio, "params")
-        self.target_latency_ms = target_latency_ms
-        self.latency_batch_size = latency_batch_size
-        self.amount = None if amount is None else check_amount(amount)
-        self.target_macs_ratio = None if target_macs_ratio is None else check_ratio(target_macs_ratio, "macs")
+        self.amount, self.target_macs_ratio, self.target_params_ratio, self.target_latency_ms = check_targets(
+            amount, target_macs_ratio, target_params_ratio, target_latency_ms)
+        self.latency_batch_size = check_latency_batch_size(latency_batch_size)
         self.applied_amount: float | None = None
         self.importance = check_importance_name(importance)
-        self.ignored_layers = None if ignored_layers is None else list(ignored_layers)
-        self.layer_amounts = None if layer_amounts is None else {str(k): check_amount(v) for k, v in layer_amounts.items()}
-        self.global_pruning = bool(global_pruning)
+        self.ignored_layers = check_layer_paths(ignored_layers)
+        self.layer_amounts = check_layer_amounts(layer_amounts)
+        self.global_pruning = check_bool("global_pruning", global_pruning)
         self.round_to = check_round_to(round_to)
         self.attr = attr
         self.example_input = check_example_input(example_input, example_input_shape)
-        self.example_input_shape = None if example_input_shape is None else tuple(int(d) for d in example_input_shape)
-        if isinstance(taylor_batches, bool) or not isinstance(taylor_batches, int) or taylor_batches < 1:
-            raise SpiralConfigError(f"`taylor_batches` must be an integer >= 1, got {taylor_batches!r}.")
-        self.taylor_batches = taylor_batches
-        if verbose not in (0, 1, 2):
-            raise SpiralConfigError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
-        self.verbose = verbose
+        self.example_input_shape = None if example_input_shape is None else tuple(example_input_shape)
+        self.taylor_batches = check_int("taylor_batches", taylor_batches, 1)
+        self.verbose = check_choice("verbose", verbose, (0, 1, 2), hint=VERBOSE_HINT)
         self.pruned = False
         self.summary: dict[str, int] = {}
 
@@ -245,7 +249,8 @@ def check_example_input(
             f"{tuple(example_input.shape)} and {example_input_shape!r}."
         )
     if example_input_shape is not None and (
-        len(example_input_shape) == 0 or any(int(d) < 1 for d in example_input_shape)
+        isinstance(example_input_shape, str) or not isinstance(example_input_shape, Sequence)
+        or len(example_input_shape) == 0 or not all(is_integer(d) and d >= 1 for d in example_input_shape)
     ):
         raise SpiralConfigError(
             f"`example_input_shape` must be the shape of one sample with positive sizes, e.g. (3, 32, 32), "

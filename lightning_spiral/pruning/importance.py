@@ -25,7 +25,7 @@ from typing import Literal, get_args
 
 import torch_pruning as tp
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import check_choice
 
 ImportanceName = Literal["l1", "l2", "bn_scale", "taylor", "fpgm", "random"]
 IMPORTANCE_NAMES: tuple[str, ...] = get_args(ImportanceName)
@@ -33,9 +33,7 @@ IMPORTANCE_NAMES: tuple[str, ...] = get_args(ImportanceName)
 
 def check_importance_name(name: str) -> str:
     """Return ``name`` if it is a known criterion, else raise naming the allowed ones."""
-    if name not in IMPORTANCE_NAMES:
-        raise SpiralConfigError(f"`importance` must be one of {list(IMPORTANCE_NAMES)}, got {name!r}.")
-    return name
+    return check_choice("importance", name, IMPORTANCE_NAMES)
 
 
 def needs_gradients(name: ImportanceName) -> bool:

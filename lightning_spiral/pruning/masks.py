@@ -27,7 +27,7 @@ import torch.nn as nn
 from lightning.pytorch.callbacks import ModelPruning
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import check_bool, check_choice, check_int, check_interval
 from lightning_spiral.measure import layer_sparsity, sparsity
 
 
@@ -52,16 +52,12 @@ class MaskPruningCallback(ModelPruning):
         attr: str | None = None,
         verbose: int = 1,
     ) -> None:
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0.0 < amount < 1.0:
-            raise SpiralConfigError(
-                f"`amount` must be a weight fraction in the open interval (0, 1) (the final sparsity), got {amount!r}."
-            )
-        self.final_amount = float(amount)
-        if pruning_epochs is not None and (isinstance(pruning_epochs, bool) or not isinstance(pruning_epochs, int) or pruning_epochs < 1):
-            raise SpiralConfigError(f"`pruning_epochs` must be None or an integer >= 1, got {pruning_epochs!r}.")
-        if verbose not in (0, 1, 2):
-            raise SpiralConfigError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
-        self.pruning_epochs = pruning_epochs
+        self.final_amount = check_interval("amount", amount, "(0, 1)",
+                                           hint="It is the final sparsity: 0.8 zeroes 80% of the weights.")
+        global_pruning = check_bool("global_pruning", global_pruning)
+        self.pruning_epochs = check_int("pruning_epochs", pruning_epochs, 1, none_ok=True,
+                                        hint="None ramps the masks up over the first half of `max_epochs`.")
+        verbose = check_choice("verbose", verbose, (0, 1, 2), hint="0: silent, 1: overall sparsity, 2: also per layer.")
         self.attr = attr
         self.summary: dict[str, Any] = {}
         self._network: nn.Module | None = None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.checks import check_choice, check_int, check_interval
 
 ScheduleName = Literal["geometric", "linear", "cubic"]
 SCHEDULE_NAMES: tuple[str, ...] = get_args(ScheduleName)
@@ -29,12 +29,9 @@ SCHEDULE_NAMES: tuple[str, ...] = get_args(ScheduleName)
 
 def stage_macs_ratios(final_ratio: float, stages: int, schedule: ScheduleName) -> list[float]:
     """Cumulative MACs ratio after each of ``stages`` stages, ending exactly at ``final_ratio``."""
-    if schedule not in SCHEDULE_NAMES:
-        raise SpiralConfigError(f"`schedule` must be one of {list(SCHEDULE_NAMES)}, got {schedule!r}.")
-    if not 0 < final_ratio < 1:
-        raise SpiralConfigError(f"`final_ratio` must be in the open interval (0, 1), got {final_ratio!r}.")
-    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
-        raise SpiralConfigError(f"`stages` must be an integer >= 1, got {stages!r}.")
+    check_choice("schedule", schedule, SCHEDULE_NAMES)
+    final_ratio = check_interval("final_ratio", final_ratio, "(0, 1)", hint="It is the MACs ratio after the last stage.")
+    check_int("stages", stages, 1)
     ratios = []
     for k in range(1, stages + 1):
         progress = k / stages

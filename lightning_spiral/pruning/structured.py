@@ -23,41 +23,66 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from lightning_spiral.checks import check_bool, check_int, check_interval, refuse
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_pruning
 from lightning_spiral.models.spec import PruningStep, record_pruning
+from lightning_spiral.pruning.coupling import output_widths, warn_over_pruned
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
-from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio
+from lightning_spiral.pruning.target import (
+    amount_for_latency,
+    amount_for_ratio,
+    check_latency_batch_size,
+    check_latency_budget,
+    check_ratio,
+)
 
 
-def check_amount(amount: float) -> float:
-    """Validate a per-stage channel fraction."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0.0 < amount < 1.0:
-        raise SpiralConfigError(
-            f"`amount` must be a channel fraction in the open interval (0, 1), got {amount!r}. "
-            "Hint: 0.3 removes 30% of the channels of every prunable layer (about 50% of the MACs)."
-        )
-    return float(amount)
+AMOUNT_HINT = "0.3 removes 30% of the channels of every prunable layer (about 50% of the MACs)."
+
+
+def check_amount(amount: float | None, name: str = "amount", *, none_ok: bool = False) -> float | None:
+    """Validate a per-stage channel fraction in (0, 1) (``None`` passes with ``none_ok``)."""
+    return check_interval(name, amount, "(0, 1)", none_ok=none_ok, hint=AMOUNT_HINT)
 
 
 def check_round_to(round_to: int | None) -> int | None:
     """Validate the channel-count multiple (``None`` keeps exact counts)."""
-    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
-        raise SpiralConfigError(f"`round_to` must be None or an integer >= 1 (e.g. 8), got {round_to!r}.")
-    return round_to
+    hint = "Use None for exact channel counts, or e.g. 8 for tensor cores."
+    return check_int("round_to", round_to, 1, none_ok=True, hint=hint)
 
 
-def check_one_target(
+def check_layer_amounts(layer_amounts: Mapping[str, float] | None) -> dict[str, float] | None:
+    """Validate per-layer overrides of ``amount``: module path -> channel fraction in (0, 1)."""
+    if layer_amounts is None:
+        return None
+    if not isinstance(layer_amounts, Mapping):
+        raise refuse("layer_amounts", layer_amounts, "None or a mapping of module paths to amounts",
+                     "For example {'features.0.0': 0.1}.")
+    return {path: check_amount(value, f"layer_amounts[{path!r}]") for path, value in layer_amounts.items()}
+
+
+def check_layer_paths(layers: Sequence[str | nn.Module] | None) -> list[str | nn.Module] | None:
+    """Validate ``ignored_layers``: ``None`` or a list of module paths (a lone string is refused)."""
+    if layers is None:
+        return None
+    if isinstance(layers, str) or not isinstance(layers, Iterable):
+        raise refuse("ignored_layers", layers, "None or a list of module paths",
+                     "Pass a list, also for one layer: ['head'].")
+    return list(layers)
+
+
+def check_targets(
     amount: float | None, target_macs_ratio: float | None, target_params_ratio: float | None, target_latency_ms: float | None
-) -> None:
-    """Exactly one way of saying how much to prune must be given."""
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """Exactly one way of saying how much to prune, each value checked; returned in the same order."""
     given = {"amount": amount, "target_macs_ratio": target_macs_ratio, "target_params_ratio": target_params_ratio,
              "target_latency_ms": target_latency_ms}
     if sum(value is not None for value in given.values()) != 1:
@@ -65,6 +90,12 @@ def check_one_target(
         raise SpiralConfigError(
             f"Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`, got {shown}."
         )
+    return (
+        check_amount(amount, none_ok=True),
+        check_ratio(target_macs_ratio, "macs", none_ok=True),
+        check_ratio(target_params_ratio, "params", none_ok=True),
+        check_latency_budget(target_latency_ms, none_ok=True),
+    )
 
 
 def default_ignored_layers(model: nn.Module) -> list[nn.Module]:
@@ -135,39 +166,70 @@ def prune(
         The same ``model`` object, with smaller layers and the steps appended to its pruning history.
 
     Raises:
+        SpiralConfigError: an argument is invalid; raised before anything is traced or pruned.
         PruningError: torch-pruning or the check forward after it failed; every submodule's
             parameters, buffers and attributes are back as they were.
+
+    Warns:
+        CoupledPruningWarning: (a ``UserWarning``) a layer lost far more than ``amount`` of its
+            output channels through coupled channels, e.g. a ``torch.chunk`` gate; the message names
+            the layers and suggests ``ignored_layers`` or ``layer_amounts``. The rule is in
+            :mod:`~lightning_spiral.pruning.coupling`; the trials of a target search never warn.
     """
-    check_one_target(amount, target_macs_ratio, target_params_ratio, target_latency_ms)
-    check_importance_name(importance)
-    round_to = check_round_to(round_to)
-    if needs_gradients(importance) and not any(p.grad is not None for p in model.parameters()):
-        raise SpiralConfigError(
-            f"`importance`={importance!r} ranks channels by weight x gradient, but no parameter of "
-            f"{type(model).__name__} has a gradient. Call `loss.backward()` on a few batches first "
-            "(PruningCallback does this for you)."
-        )
-    options = dict(importance=importance, global_pruning=global_pruning, ignored_layers=ignored_layers,
-                   layer_amounts=layer_amounts, round_to=round_to)
+    amount, target_macs_ratio, target_params_ratio, target_latency_ms = check_targets(
+        amount, target_macs_ratio, target_params_ratio, target_latency_ms)
+    options: dict[str, Any] = dict(
+        importance=check_importance_name(importance),
+        global_pruning=check_bool("global_pruning", global_pruning),
+        ignored_layers=check_layer_paths(ignored_layers),
+        layer_amounts=check_layer_amounts(layer_amounts),
+        round_to=check_round_to(round_to),
+    )
+    latency_batch_size = check_latency_batch_size(latency_batch_size)
+    check_gradients(model, importance)
     if target_macs_ratio is not None or target_params_ratio is not None:
         metric, target = ("macs", target_macs_ratio) if target_macs_ratio is not None else ("params", target_params_ratio)
         amount = amount_for_ratio(model, example_inputs, target, metric=metric, prune_kwargs=options, prune_fn=prune)
     elif target_latency_ms is not None:
         amount = amount_for_latency(model, example_inputs, target_latency_ms, batch_size=latency_batch_size,
                                     prune_kwargs=options, prune_fn=prune)
-    amount = check_amount(amount)
+    return _prune_by_amount(model, example_inputs, amount, **options)
+
+
+def check_gradients(model: nn.Module, importance: ImportanceName) -> None:
+    """A gradient-based criterion (``"taylor"``) needs ``.grad`` on the weights before pruning."""
+    if needs_gradients(importance) and not any(p.grad is not None for p in model.parameters()):
+        raise SpiralConfigError(
+            f"`importance`={importance!r} ranks channels by weight x gradient, but no parameter of "
+            f"{type(model).__name__} has a gradient. Call `loss.backward()` on a few batches first "
+            "(PruningCallback does this for you)."
+        )
+
+
+def _prune_by_amount(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    amount: float,
+    *,
+    importance: ImportanceName,
+    global_pruning: bool,
+    ignored_layers: Sequence[str | nn.Module] | None,
+    layer_amounts: Mapping[str, float] | None,
+    round_to: int | None,
+) -> nn.Module:
+    """:func:`prune` once the amount is known and every argument is checked; warns about coupled layers."""
     multiple = channel_multiple(model)
     if multiple is not None:
         round_to = math.lcm(round_to or 1, multiple)
     ignored = default_ignored_layers(model) if ignored_layers is None else resolve_layers(model, ignored_layers)
-    overrides = {}
-    for name, layer_amount in (layer_amounts or {}).items():
-        (layer,) = resolve_layers(model, [name], argument="layer_amounts")
-        overrides[layer] = check_amount(layer_amount)
+    overrides = {resolve_layers(model, [name], argument="layer_amounts")[0]: value for name, value in (layer_amounts or {}).items()}
     pruner_options = dict(importance=make_importance(importance), pruning_ratio=amount, pruning_ratio_dict=overrides or None,
                           global_pruning=global_pruning, ignored_layers=ignored, round_to=round_to)
+    before = output_widths(model)
     steps = _prune_or_roll_back(model, example_inputs, pruner_options)
     record_pruning(model, steps, example_inputs)
+    if not global_pruning:  # global ranking removes different fractions per layer by design
+        warn_over_pruned(model, before, amount, overrides, ignored, round_to, stacklevel=4)  # blames prune's caller
     return model
 
 

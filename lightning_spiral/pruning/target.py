@@ -24,8 +24,10 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
-from lightning_spiral.errors import PruningError, SpiralConfigError
+from lightning_spiral.checks import check_int, check_interval, check_positive
+from lightning_spiral.errors import PruningError
 from lightning_spiral.measure import count_macs, count_params, measure_latency
+from lightning_spiral.pruning.coupling import quiet_coupling_warnings
 
 #: Largest channel fraction the search will try: beyond it layers are left with almost nothing.
 MAX_SEARCH_AMOUNT = 0.9
@@ -44,14 +46,29 @@ def trial_copy(model: nn.Module) -> nn.Module:
     return trial
 
 
-def check_ratio(target: float, metric: Metric = "macs") -> float:
-    """Validate a MACs or parameter ratio target in (0, 1)."""
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
-        raise SpiralConfigError(
-            f"`target_{metric}_ratio` must be in the open interval (0, 1) (e.g. 0.25 keeps a quarter of the "
-            f"{'MACs' if metric == 'macs' else 'parameters'}), got {target!r}."
-        )
-    return float(target)
+def check_ratio(target: float | None, metric: Metric = "macs", *, none_ok: bool = False) -> float | None:
+    """Validate a MACs or parameter ratio target in (0, 1) (``None`` passes with ``none_ok``)."""
+    kept = "MACs" if metric == "macs" else "parameters"
+    hint = f"0.25 keeps a quarter of the {kept}."
+    return check_interval(f"target_{metric}_ratio", target, "(0, 1)", none_ok=none_ok, hint=hint)
+
+
+def check_latency_budget(budget_ms: float | None, *, none_ok: bool = False) -> float | None:
+    """Validate ``target_latency_ms``: a finite number of milliseconds > 0 (``None`` passes with ``none_ok``)."""
+    hint = "It is a CPU latency budget in milliseconds, e.g. 5.0."
+    return check_positive("target_latency_ms", budget_ms, none_ok=none_ok, hint=hint)
+
+
+def check_latency_batch_size(batch_size: int) -> int:
+    """Validate the batch size of the latency measurement behind ``target_latency_ms``."""
+    return check_int("latency_batch_size", batch_size, 1, hint="It is the batch size the latency is measured at, e.g. 64.")
+
+
+def trial_prune(prune_fn: Callable[..., nn.Module], model: nn.Module, example_inputs: torch.Tensor, amount: float,
+                prune_kwargs: dict[str, Any]) -> nn.Module:
+    """``prune_fn`` on a :func:`trial_copy` of ``model``; only the final pruning warns about coupled layers."""
+    with quiet_coupling_warnings():
+        return prune_fn(trial_copy(model), example_inputs, amount=amount, **prune_kwargs)
 
 
 def amount_for_ratio(
@@ -76,6 +93,7 @@ def amount_for_ratio(
         iterations: bisection steps (10 resolve the amount to ~1e-3).
     """
     target = check_ratio(target, metric)
+    check_int("iterations", iterations, 1)
 
     def size(network: nn.Module) -> int:
         return count_macs(network, example_inputs) if metric == "macs" else count_params(network)
@@ -83,7 +101,7 @@ def amount_for_ratio(
     base = size(model)
 
     def ratio(amount: float) -> float:
-        return size(prune_fn(trial_copy(model), example_inputs, amount=amount, **prune_kwargs)) / base
+        return size(trial_prune(prune_fn, model, example_inputs, amount, prune_kwargs)) / base
 
     if ratio(MAX_SEARCH_AMOUNT) > target:
         raise PruningError(
@@ -121,12 +139,13 @@ def amount_for_latency(
     median, not for every single call. ``latency_fn(model) -> ms`` replaces the measurement (e.g. a
     latency model of other hardware).
     """
-    if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or budget_ms <= 0:
-        raise SpiralConfigError(f"`target_latency_ms` must be a positive number of milliseconds, got {budget_ms!r}.")
+    budget_ms = check_latency_budget(budget_ms)
+    check_latency_batch_size(batch_size)
+    check_interval("step", step, "(0, 1)")
     input_shape = tuple(example_inputs.shape[1:])
     amount = step
     while amount <= MAX_SEARCH_AMOUNT + 1e-9:
-        trial = prune_fn(trial_copy(model), example_inputs, amount=amount, **prune_kwargs)
+        trial = trial_prune(prune_fn, model, example_inputs, amount, prune_kwargs)
         if latency_fn is not None:
             latency = latency_fn(trial)
         else:

@@ -175,9 +175,9 @@ def test_manual_optimization_is_refused(tiny_data) -> None:
     [
         ({"teacher": "resnet20"}, r"`teacher` must be an nn.Module \(the trained network\), got str"),
         ({"loss": torch.nn.MSELoss()}, r"`loss` must be a DistillationLoss \(KDLoss, DKDLoss, LogitMSELoss, ...\), a FeatureLoss .* got MSELoss"),
-        ({"mode": "sum"}, r"`mode` must be 'add' \(user loss \+ weight x distillation\) or 'replace' .* got 'sum'"),
+        ({"mode": "sum"}, r"`mode` must be one of \['add', 'replace'\], got 'sum'. 'add': user loss \+ weight x distillation"),
         ({"outputs": 2.5}, r"`outputs` must be None \(a tensor as is; .* got 2.5"),
-        ({"weight": 0.0}, r"`weight` must be a finite number > 0 \(typically 0.5-10\), got 0.0"),
+        ({"weight": 0.0}, r"`weight` must be a finite number > 0, got 0.0. Typical weights are 0.5-10."),
         ({"weight": float("nan")}, r"`weight` must be a finite number > 0"),
         ({"inputs": "x"}, r"`inputs` must be None or a function of the batch, got 'x'"),
     ],

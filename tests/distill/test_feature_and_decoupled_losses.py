@@ -140,8 +140,8 @@ def test_float32_under_bf16_autocast(loss: torch.nn.Module) -> None:
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: DKDLoss(beta=-1), r"`beta` must be a weight >= 0, got -1"),
-        (lambda: RKDLoss(None, angle_weight=-2), r"`angle_weight` must be a weight >= 0, got -2"),
+        (lambda: DKDLoss(beta=-1), r"`beta` must be a finite number >= 0, got -1"),
+        (lambda: RKDLoss(None, angle_weight=-2), r"`angle_weight` must be a finite number >= 0, got -2"),
         (lambda: WeightedSum(weights={"a": 1.0}, losses={"b": KDLoss()}), r"must name the same non-empty set of terms"),
         (lambda: WeightedSum(weights={"a": 1.0}, losses={"a": torch.nn.MSELoss()}), r"Term 'a' must be a DistillationLoss or a FeatureLoss"),
         (lambda: FitNetLoss("x").prepare(torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)), r"FitNetLoss needs .* equal N, H, W"),

@@ -56,9 +56,9 @@ def test_curriculum_temperature_stays_in_bounds_and_is_trained_adversarially() -
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda: ScheduledTemperature(start=0.0, end=2.0, epochs=3), r"`start` must be > 0, got 0.0"),
+        (lambda: ScheduledTemperature(start=0.0, end=2.0, epochs=3), r"`start` must be a finite number > 0, got 0.0"),
         (lambda: ScheduledTemperature(start=1.0, end=2.0, epochs=1), r"`epochs` must be an integer >= 2, got 1"),
-        (lambda: CurriculumTemperature(initial=12.0, low=1.0, high=10.0), r"`initial` must lie strictly between"),
+        (lambda: CurriculumTemperature(initial=12.0, low=1.0, high=10.0), r"`initial` must be a number strictly between `low`=1.0 and `high`=10.0, got 12.0"),
     ],
 )
 def test_bad_arguments(build, match: str) -> None:

@@ -40,8 +40,8 @@ def test_masks_reach_the_amount_on_the_student_only_and_are_permanent(tiny_data)
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"amount": 1.0}, r"`amount` must be a weight fraction in the open interval \(0, 1\) \(the final sparsity\), got 1.0"),
-        ({"amount": 0.5, "pruning_epochs": 0}, r"`pruning_epochs` must be None or an integer >= 1, got 0"),
+        ({"amount": 1.0}, r"`amount` must be a number in \(0, 1\), got 1.0. It is the final sparsity"),
+        ({"amount": 0.5, "pruning_epochs": 0}, r"`pruning_epochs` must be an integer >= 1, got 0. None ramps"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
@@ -71,5 +71,5 @@ def test_bn_sparsity_drives_student_gammas_down_and_leaves_the_teacher(tiny_data
 def test_bn_sparsity_weight_must_be_positive() -> None:
     from lightning_spiral.pruning.bn_sparsity import BNSparsityCallback
 
-    with pytest.raises(SpiralConfigError, match=r"`weight` must be a positive L1 coefficient \(e.g. 1e-4\), got 0"):
+    with pytest.raises(SpiralConfigError, match=r"`weight` must be a finite number > 0, got 0. It is the L1 coefficient"):
         BNSparsityCallback(weight=0)

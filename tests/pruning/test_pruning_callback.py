@@ -78,10 +78,10 @@ def test_state_dict_round_trip() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"amount": 1.5}, r"`amount` must be a channel fraction in the open interval \(0, 1\), got 1.5"),
+        ({"amount": 1.5}, r"`amount` must be a number in \(0, 1\), got 1.5"),
         ({"amount": -0.2}, r"`amount` must be .*got -0.2"),
         ({"amount": 0.3, "importance": "taylorr"}, r"`importance` must be one of \['l1', 'l2', 'bn_scale', 'taylor', 'fpgm', 'random'\], got 'taylorr'"),
-        ({"amount": 0.3, "verbose": 3}, r"`verbose` must be 0, 1 or 2, got 3"),
+        ({"amount": 0.3, "verbose": 3}, r"`verbose` must be one of \[0, 1, 2\], got 3"),
         ({"amount": 0.3, "example_input_shape": (3, 0, 32)}, r"`example_input_shape` must be the shape of one sample"),
         ({"amount": 0.3, "example_input": torch.zeros(1, 64), "example_input_shape": (64,)},
          r"Pass at most one of `example_input` and `example_input_shape`, got a tensor of shape \(1, 64\) and \(64,\)"),
