@@ -48,6 +48,7 @@ from rich.table import Table
 
 from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
 from lightning_spiral.deploy.result import QuantizedResult
+from lightning_spiral.checks import check_int, check_interval
 from lightning_spiral.errors import SpiralConfigError
 
 REPORT_JSON = "report.json"
@@ -113,19 +114,11 @@ class StageResult:
     def __post_init__(self) -> None:
         if self.val_score is None:
             self.val_score = self.val_top1
-        if self.stage < 0:
-            raise SpiralConfigError(f"`stage` must be >= 0 (0 is the teacher), got {self.stage!r}.")
-        accuracies = {"top1": self.top1, "val_top1": self.val_top1, "top5": self.top5}
-        for name, value in accuracies.items():
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise SpiralConfigError(
-                    f"`{name}` must be a fraction in [0, 1], got {value!r}. "
-                    "Pass accuracies as fractions (0.78), not percentages (78)."
-                )
-        if not 0.0 <= self.amount < 1.0:
-            raise SpiralConfigError(
-                f"`amount` must be a channel fraction in [0, 1), got {self.amount!r} (0 for the teacher)."
-            )
+        check_int("stage", self.stage, 0, hint="0 is the teacher.")
+        for name in ("top1", "val_top1", "top5"):
+            check_interval(name, getattr(self, name), "[0, 1]", none_ok=True,
+                           hint="Pass accuracies as fractions (0.78), not percentages (78).")
+        check_interval("amount", self.amount, "[0, 1)", hint="The channel fraction pruned; 0 for the teacher.")
 
     def ratios_to(self, reference: StageResult) -> dict[str, float | None]:
         """MACs, params and latency of this stage divided by ``reference``'s (``None`` if that is 0)."""

@@ -21,40 +21,42 @@ from lightning_spiral.pruning import BNSparsityCallback, MaskPruningCallback
 from lightning_spiral.pruning.schedule import stage_macs_ratios
 
 PYTHON_API = [
-    (lambda: KDLoss(temperature=-2.0), "`temperature` must be > 0 (typical values 1-8) or a temperature module, got -2.0."),
-    (lambda: KDLoss(alpha=1.5), "`alpha` must be in [0, 1] (0 = labels only, 1 = teacher only), got 1.5."),
-    (lambda: LogitMSELoss(alpha=-0.5), "`alpha` must be in [0, 1] (0 = labels only, 1 = teacher only), got -0.5."),
-    (lambda: DKDLoss(beta=-1.0), "`beta` must be a weight >= 0, got -1.0."),
-    (lambda: RKDLoss(None, distance_weight=-1.0), "`distance_weight` must be a weight >= 0, got -1.0."),
+    (lambda: KDLoss(temperature=-2.0), "`temperature` must be a finite number > 0, got -2.0. Typical temperatures are 1-8. A ScheduledTemperature or "
+     "CurriculumTemperature module also works."),
+    (lambda: KDLoss(alpha=1.5), "`alpha` must be a number in [0, 1], got 1.5. 0 = labels only, 1 = teacher only."),
+    (lambda: LogitMSELoss(alpha=-0.5), "`alpha` must be a number in [0, 1], got -0.5. 0 = labels only, 1 = teacher only."),
+    (lambda: DKDLoss(beta=-1.0), "`beta` must be a finite number >= 0, got -1.0. DKD's reference weights are alpha=1, beta=8 (CIFAR-100) and ce_weight=1."),
+    (lambda: RKDLoss(None, distance_weight=-1.0), "`distance_weight` must be a finite number >= 0, got -1.0. The paper's weights are "
+     "distance_weight=25 and angle_weight=50."),
     (lambda: WeightedSum(weights={"kd": 1.0}, losses={"ce": LabelCrossEntropy()}),
      "`weights` and `losses` must name the same non-empty set of terms, got weights ['kd'] and losses ['ce']."),
-    (lambda: ScheduledTemperature(start=4.0, end=0.0, epochs=5), "`end` must be > 0, got 0.0."),
+    (lambda: ScheduledTemperature(start=4.0, end=0.0, epochs=5), "`end` must be a finite number > 0, got 0.0. Typical temperatures are 1-8."),
     (lambda: PruningCallback(amount=1.5),
-     "`amount` must be a channel fraction in the open interval (0, 1), got 1.5. Hint: 0.3 removes 30% of the "
-     "channels of every prunable layer (about 50% of the MACs)."),
+     "`amount` must be a number in (0, 1), got 1.5. 0.3 removes 30% of the channels of every prunable layer "
+     "(about 50% of the MACs)."),
     (lambda: PruningCallback(amount=0.2, target_macs_ratio=0.5),
      "Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`, got "
      "amount=0.2, target_macs_ratio=0.5, target_params_ratio=None, target_latency_ms=None."),
     (lambda: PruningCallback(amount=0.2, importance="l3"),
      "`importance` must be one of ['l1', 'l2', 'bn_scale', 'taylor', 'fpgm', 'random'], got 'l3'."),
-    (lambda: PruningCallback(amount=0.2, round_to=0), "`round_to` must be None or an integer >= 1 (e.g. 8), got 0."),
+    (lambda: PruningCallback(amount=0.2, round_to=0), "`round_to` must be an integer >= 1, got 0. Use None for exact channel counts, or e.g. 8 for tensor cores."),
     (lambda: PruningCallback(amount=0.2, taylor_batches=0), "`taylor_batches` must be an integer >= 1, got 0."),
     (lambda: MaskPruningCallback(amount=0.0),
-     "`amount` must be a weight fraction in the open interval (0, 1) (the final sparsity), got 0.0."),
-    (lambda: BNSparsityCallback(weight=-1.0), "`weight` must be a positive L1 coefficient (e.g. 1e-4), got -1.0."),
+     "`amount` must be a number in (0, 1), got 0.0. It is the final sparsity: 0.8 zeroes 80% of the weights."),
+    (lambda: BNSparsityCallback(weight=-1.0), "`weight` must be a finite number > 0, got -1.0. It is the L1 coefficient on BatchNorm scales, e.g. 1e-4."),
     (lambda: stage_macs_ratios(0.2, 3, "exponential"),
      "`schedule` must be one of ['geometric', 'linear', 'cubic'], got 'exponential'."),
     (lambda: build_model("resnet21", num_classes=10, input_shape=(3, 32, 32)),
      "`name` must be one of ['small_cnn', 'resnet20', 'resnet56', 'vgg11_bn', 'vgg16_bn', 'vgg_bn', 'mobilenet_v2'] "
      "or 'torchvision.<name>', got 'resnet21'."),
-    (lambda: build_model("resnet20", num_classes=1, input_shape=(3, 32, 32)), "`num_classes` must be an int >= 2, got 1."),
+    (lambda: build_model("resnet20", num_classes=1, input_shape=(3, 32, 32)), "`num_classes` must be an integer >= 2, got 1."),
     (lambda: build_model("resnet20", num_classes=10, input_shape=(3, 32, 32), depth=3),
      "Unknown keyword arguments ['depth'] for model 'resnet20'; it accepts [] (`num_classes` is given directly "
      "and the input channels come from `input_shape`)."),
     (lambda: DigitsDataModule(val_fraction=1.5), "`val_fraction` must be a number in (0, 1), got 1.5."),
-    (lambda: DigitsDataModule(batch_size=0), "`batch_size` must be an int >= 1, got 0."),
+    (lambda: DigitsDataModule(batch_size=0), "`batch_size` must be an integer >= 1, got 0."),
     (lambda: NpzDataModule("/nonexistent/data.npz"), "`path` must be an existing .npz file, got '/nonexistent/data.npz' (not found)."),
-    (lambda: SpiralModule(torch.nn.Linear(2, 2), num_classes=1), "`num_classes` must be an int >= 2, got 1."),
+    (lambda: SpiralModule(torch.nn.Linear(2, 2), num_classes=1), "`num_classes` must be an integer >= 2, got 1."),
     (lambda: prune(torch.nn.Linear(2, 2), torch.randn(1, 2)),
      "Pass exactly one of `amount`, `target_macs_ratio`, `target_params_ratio` and `target_latency_ms`, got "
      "amount=None, target_macs_ratio=None, target_params_ratio=None, target_latency_ms=None."),
@@ -76,7 +78,7 @@ CONFIG = [
     ("spiral.teacher=best", "`teacher` must be one of ['previous', 'original'], got 'best'."),
     ("spiral.max_stages=0", "`max_stages` must be an integer >= 1, got 0."),
     ("spiral.schedule=exponential", "`schedule` must be one of ['constant', 'geometric', 'linear', 'cubic'], got 'exponential'."),
-    ("spiral.max_accuracy_drop=-0.1", "`max_accuracy_drop` must be a fraction in [0, 1], got -0.1."),
+    ("spiral.max_accuracy_drop=-0.1", "`max_accuracy_drop` must be a number in [0, 1], got -0.1."),
     ("data.val_fraction=2.0", "`val_fraction` must be a number in (0, 1), got 2.0."),
     ("pruning.importance=magnitude",
      "`importance` must be one of ['l1', 'l2', 'bn_scale', 'taylor', 'fpgm', 'random'], got 'magnitude'."),

@@ -60,7 +60,7 @@ def test_cli_full_error_keeps_the_traceback(tmp_path) -> None:
     env_run = subprocess.run([sys.executable, "-m", "lightning_spiral", "pruning.amount=1.5"], cwd=tmp_path,
                              env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True, timeout=300)
     assert env_run.returncode != 0
-    assert "Traceback" in env_run.stderr and "`amount` must be a channel fraction" in env_run.stderr
+    assert "Traceback" in env_run.stderr and "`amount` must be a number in (0, 1)" in env_run.stderr
 
 
 @pytest.mark.slow

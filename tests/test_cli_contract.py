@@ -62,7 +62,7 @@ def files(tmp_path_factory) -> dict[str, str]:
         "string_labels": npz(folder, "string_labels", y_train=np.array([str(i % 10) for i in range(40)])),
         "string_images": npz(folder, "string_images", x_train=np.full((40, 8, 8, 3), "px")),
         "nan_images": npz(folder, "nan_images", x_train=images),
-        "labels_out_of_range": npz(folder, "labels_out_of_range", y_test=np.arange(20) + 5),
+        "labels_out_of_range": npz(folder, "labels_out_of_range", y_test=np.arange(20) - 5),
         "float_labels": npz(folder, "float_labels", y_train=np.arange(40) / 3),
         "sizes": npz(folder, "sizes", y_train=np.arange(39) % 10),
         "text": str(folder / "notes.txt"), "truncated": str(folder / "truncated.pt"),
@@ -130,7 +130,7 @@ CASES = [
     (["trainer=ddp_cpu", "trainer.devices=0"], "`trainer` is refused by Lightning"),
     (["trainer.accelerator=gpu"], "`trainer` is refused by Lightning"),
     (["+trainer.max_epochs=5"], "`trainer.max_epochs`=5 would be ignored: the spiral sets each stage's epochs."),
-    (["trainer.strategy=ddp_spawn"], "`strategy`=ddp_spawn runs training in spawned or forked processes"),
+    (["+trainer.strategy=ddp_spawn"], "`strategy`=ddp_spawn runs training in spawned or forked processes"),
     # pruning
     ([*CONSTANT, "pruning.amount=1.5"], "`amount`"),
     (["pruning.amount=0.3"], "`schedule`='cubic' gives every stage its own MACs target"),

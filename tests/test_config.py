@@ -125,7 +125,7 @@ def test_bad_override_fails_before_training(tmp_path) -> None:
 
 
 def test_bad_pruning_amount_in_config(tmp_path) -> None:
-    with pytest.raises(SpiralConfigError, match=r"`amount` must be a channel fraction in the open interval \(0, 1\), got 1.5"):
+    with pytest.raises(SpiralConfigError, match=r"`amount` must be a number in \(0, 1\), got 1.5"):
         build_spiral(_compose("pruning.amount=1.5"), output_dir=tmp_path / "run")
 
 

@@ -162,11 +162,11 @@ def test_number_formatting(value: int, count: str, size: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
-        ({"top1": 78.0}, r"`top1` must be a fraction in \[0, 1\], got 78.0"),
-        ({"val_top1": -0.1}, r"`val_top1` must be a fraction in \[0, 1\], got -0.1"),
-        ({"top5": 1.5}, r"`top5` must be a fraction in \[0, 1\], got 1.5"),
-        ({"amount": 1.0}, r"`amount` must be a channel fraction in \[0, 1\), got 1.0"),
-        ({"stage": -1}, r"`stage` must be >= 0 \(0 is the teacher\), got -1"),
+        ({"top1": 78.0}, r"`top1` must be a number in \[0, 1\], got 78.0"),
+        ({"val_top1": -0.1}, r"`val_top1` must be a number in \[0, 1\], got -0.1"),
+        ({"top5": 1.5}, r"`top5` must be a number in \[0, 1\], got 1.5"),
+        ({"amount": 1.0}, r"`amount` must be a number in \[0, 1\), got 1.0"),
+        ({"stage": -1}, r"`stage` must be an integer >= 0, got -1. 0 is the teacher."),
     ],
 )
 def test_stage_result_rejects_bad_values(extra: dict, match: str) -> None:

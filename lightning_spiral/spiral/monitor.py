@@ -20,6 +20,7 @@ import dataclasses
 import math
 from typing import Any, Literal
 
+from lightning_spiral.checks import check_bool, check_choice, check_finite
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.spiral.settings import DEFAULT_MAX_DROP
 
@@ -42,20 +43,15 @@ class Monitor:
 
     key: str
     mode: MonitorMode = "max"
-    max_drop: float = 0.02
+    max_drop: float = DEFAULT_MAX_DROP
     relative: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
             raise SpiralConfigError(f"`monitor.key` must be the non-empty name of a logged metric, got {self.key!r}.")
-        if self.mode not in ("min", "max"):
-            raise SpiralConfigError(f"`monitor.mode` must be 'min' or 'max', got {self.mode!r}.")
-        drop = self.max_drop
-        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not (math.isfinite(drop) and drop >= 0):
-            raise SpiralConfigError(f"`monitor.max_drop` must be a finite number >= 0, got {drop!r}.")
-        if not isinstance(self.relative, bool):
-            raise SpiralConfigError(f"`monitor.relative` must be true or false, got {self.relative!r}.")
-        object.__setattr__(self, "max_drop", float(drop))
+        check_choice("monitor.mode", self.mode, ("min", "max"))
+        object.__setattr__(self, "max_drop", check_finite("monitor.max_drop", self.max_drop, minimum=0))
+        check_bool("monitor.relative", self.relative)
 
     def drop(self, teacher: float, value: float) -> float:
         """How much worse ``value`` is than the teacher's (negative: better), in the unit of ``max_drop``."""

@@ -22,6 +22,7 @@ from lightning_spiral.errors import ModelFormatError, PruningError, SpiralConfig
 from lightning_spiral.io import restore, save_model
 from lightning_spiral.measure import count_macs
 from lightning_spiral.pruning import prune
+from lightning_spiral.pruning.coupling import quiet_coupling_warnings
 from lightning_spiral.spiral.monitor import Monitor
 from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
 
@@ -152,9 +153,10 @@ def check_target_reachable(
         return
     copy_ = detached_copy(network)
     macs = count_macs(copy_, example)
-    for _ in range(max_stages):
-        prune(copy_, example, amount=probe.amount, ignored_layers=probe.ignored_layers,
-              layer_amounts=probe.layer_amounts, round_to=probe.round_to, importance="l1")
+    with quiet_coupling_warnings():  # the stages themselves warn
+        for _ in range(max_stages):
+            prune(copy_, example, amount=probe.amount, ignored_layers=probe.ignored_layers,
+                  layer_amounts=probe.layer_amounts, round_to=probe.round_to, importance="l1")
     reachable = count_macs(copy_, example) / macs
     if reachable > target_macs_ratio:
         raise SpiralConfigError(
@@ -196,7 +198,9 @@ def check_round_trip(network: nn.Module, blank: nn.Module, example: torch.Tensor
     """
     pruned = detached_copy(network).eval()
     try:
-        prune(pruned, example, amount=0.2, ignored_layers=probe.ignored_layers, round_to=probe.round_to, importance="l1")
+        with quiet_coupling_warnings():  # the stages themselves warn
+            prune(pruned, example, amount=0.2, ignored_layers=probe.ignored_layers, round_to=probe.round_to,
+                  importance="l1")
         with tempfile.TemporaryDirectory() as folder:
             save_model(pruned, f"{folder}/probe.pt")
             restored = restore(detached_copy(blank), f"{folder}/probe.pt")

@@ -203,7 +203,7 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
         ({"stage_epochs": [1, 2, 3]}, r"`stage_epochs` must be one integer or a list of `max_stages`=2 integers"),
         ({"model": None, "teacher_checkpoint": "missing.pt"}, r"`teacher_checkpoint` 'missing.pt' does not exist"),
         ({"model": None}, r"Pass `model` .* `teacher_checkpoint` .* got model=NoneType and teacher_checkpoint=None"),
-        ({"pruning": functools.partial(PruningCallback, amount=1.2)}, r"`amount` must be a channel fraction"),
+        ({"pruning": functools.partial(PruningCallback, amount=1.2)}, r"`amount` must be a number in \(0, 1\)"),
         ({"trainer": functools.partial(L.Trainer, strategy="ddp_spawn")},
          r"`strategy`=ddp_spawn runs training in spawned or forked processes"),
         ({"target_macs_ratio": 0.05}, r"`target_macs_ratio`=0.05 cannot be reached: `max_stages`=2 stages of `amount`=0.25 keep 3\d.\d% of the MACs"),
