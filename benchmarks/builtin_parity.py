@@ -28,7 +28,7 @@ def run(seed: int) -> dict:
     report = Spiral(
         model=build_model("small_cnn", num_classes=10, input_shape=data.input_shape), datamodule=data, trainer=TRAINER,
         pruning=functools.partial(PruningCallback, amount=0.25, verbose=0), loss=KDLoss(temperature=4.0, alpha=0.9),
-        target_macs_ratio=0.2, max_stages=3, teacher_epochs=4, stage_epochs=2, max_accuracy_drop=1.0,
+        schedule="constant", target_macs_ratio=0.2, max_stages=3, teacher_epochs=4, stage_epochs=2, max_accuracy_drop=1.0,
         output_dir=tempfile.mkdtemp() + "/run", latency_repeats=2, seed=seed, verbose=0,
     ).run()
     return {"seed": seed, "teacher": report.teacher.top1, "stages": [s.top1 for s in report.stages],

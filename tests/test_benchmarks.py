@@ -81,7 +81,7 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     labels_only = [*command[:command.index("--variants")], "--variants", "iterative_ft_e24_vsplit", "--seeds", "0", "--out", str(out)]
     assert subprocess.run(labels_only, capture_output=True, text=True, timeout=600).returncode == 0
     report = json.loads((tmp_path / "cache" / "smoke" / "search" / "iterative_ft_e24_vsplit" / "t0.5_s0" / "report.json").read_text())
-    assert report["settings"]["loss"] == "None" and report["stages"]
+    assert report["settings"]["distill"] is None and report["stages"]
     assert "no KD" in {row["variant"]: row for row in json.loads(out.read_text())["rows"]}["iterative_ft_e24_vsplit"]["recipe"]
 
 

@@ -33,7 +33,7 @@ def test_cli_runs_a_two_stage_spiral_into_the_hydra_run_dir(tmp_path) -> None:
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [s["stage"] for s in report["stages"]] == [1, 2]
     # the default cubic schedule lands on the target in max_stages stages; no fixed amount per stage
-    assert report["settings"]["schedule"] == "cubic" and report["settings"]["amount"] is None
+    assert report["settings"]["spiral"]["schedule"] == "cubic" and report["settings"]["pruning"]["amount"] is None
     assert report["stages"][-1]["macs"] <= 0.45 * report["teacher"]["macs"] < report["stages"][0]["macs"]
     assert (tmp_path / "run" / "stage_2" / "model.pt").is_file()
     assert "Spiral report" in result.stdout
@@ -43,7 +43,7 @@ def test_cli_multirun_sweeps_the_teacher_mode(tmp_path) -> None:
     result = _run(["-m", *TINY, "spiral.max_stages=1", "spiral.target_macs_ratio=0.7", "spiral.teacher=previous,original",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    modes = sorted(json.loads(p.read_text())["settings"]["teacher"] for p in (tmp_path / "sweep").glob("*/report.json"))
+    modes = sorted(json.loads(p.read_text())["settings"]["spiral"]["teacher"] for p in (tmp_path / "sweep").glob("*/report.json"))
     assert modes == ["original", "previous"]
 
 
@@ -51,9 +51,38 @@ def test_cli_bad_value_exits_with_one_readable_line(tmp_path) -> None:
     result = _run(["distill.temperature=0"], cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "lightning-spiral: error:" in line]
-    assert lines == ["lightning-spiral: error: `temperature` must be > 0 (typical values 1-8) or a temperature module, got 0."]
+    assert lines == ["lightning-spiral: error: `temperature` must be a finite number > 0, got 0. Typical temperatures are 1-8. "
+                     "A ScheduledTemperature or CurriculumTemperature module also works."]
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.rglob("report.json"))
+
+
+SUBPROCESS_CASES = [
+    (["foo=1"], "unknown key `foo`"),
+    (["data=bogus"], "`data`='bogus' is not a config option"),
+    (["seed=abc"], "`seed` must be an integer >= 0, got 'abc'."),
+    (["trainer.precision=bogus"], "`trainer` is refused by Lightning: Precision 'bogus' is invalid."),
+    (["spiral.optimizer.lr=-1"], "Invalid learning rate: -1"),
+    (["+trainer.max_epochs=5"], "`trainer.max_epochs`=5 would be ignored"),
+]
+
+
+def test_bad_input_in_a_fresh_interpreter_exits_2_with_one_line(tmp_path) -> None:
+    """The contract suite (tests/test_cli_contract.py) runs in-process; a sample of it as the shell runs it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cli_contract import assert_refused_in_one_line, run_subprocess
+
+    def run(case: tuple[list[str], str]):
+        args, _ = case
+        return run_subprocess([*args, f"hydra.run.dir={tmp_path / '_'.join(args)}"], cwd=tmp_path, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, SUBPROCESS_CASES))
+    for (_, fragment), result in zip(SUBPROCESS_CASES, results):
+        assert_refused_in_one_line(result, fragment)
+        assert result.seconds < 60
+    assert not list(tmp_path.rglob("report.json")) and not list(tmp_path.rglob(".hydra"))
 
 
 def test_cli_full_error_keeps_the_traceback(tmp_path) -> None:
@@ -105,7 +134,8 @@ def test_cli_runs_a_users_own_module_named_by_target(tmp_path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["settings"]["module"] == "LitClassifier" and report["settings"]["network"] == "backbone"
+    assert report["settings"]["module"]["_target_"] == "user_project.models.LitClassifier"
+    assert report["settings"]["spiral"]["network"] == "backbone"
     assert [s["stage"] for s in report["stages"]] == [1, 2, 3]
     assert report["final"]["val_score"] == report["final"]["metrics"]["val_acc"]
     assert report["final"]["macs"] <= 0.3 * report["teacher"]["macs"]

@@ -28,7 +28,7 @@ Example:
     ...     trainer=functools.partial(L.Trainer, accelerator="cpu", enable_progress_bar=False),
     ...     pruning=functools.partial(PruningCallback, amount=0.3),
     ...     loss=KDLoss(temperature=4.0, alpha=0.9),
-    ...     output_dir="runs/digits", target_macs_ratio=0.5, teacher_epochs=10, stage_epochs=3)
+    ...     output_dir="runs/digits", schedule="constant", target_macs_ratio=0.5, teacher_epochs=10, stage_epochs=3)
     >>> report = spiral.run()  # doctest: +SKIP
 """
 

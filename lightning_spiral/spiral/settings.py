@@ -115,6 +115,10 @@ class RunSettings:
             "seed": setup.seed,
         })
 
+    def with_section(self, name: str, value: Any) -> RunSettings:
+        """A copy with the section ``name`` replaced (a resumed run's model comes from its own files)."""
+        return RunSettings({**self.values, name: value})
+
     def to_dict(self) -> dict[str, Any]:
         """A fresh copy of the nested values, for ``report.json``."""
         return json.loads(json.dumps(self.values))

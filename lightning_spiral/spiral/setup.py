@@ -135,6 +135,8 @@ class SpiralSetup:
         self.settings = RunSettings.of(self, model=model, module=module)
         if self.resume:
             self.recorded = recorded_report(self.output_dir)
+            if self.builtin and model is None:  # the architecture comes from the run's own model files
+                self.settings = self.settings.with_section("model", self.recorded.settings.get("model"))
             self.settings.check_resumable(self.recorded.settings)
         else:
             self.check_before_training()

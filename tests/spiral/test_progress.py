@@ -26,7 +26,7 @@ def run_spiral(tmp_path, **overrides) -> Spiral:
     settings = dict(
         model=build_model("small_cnn", num_classes=10, input_shape=data.input_shape),
         datamodule=data, trainer=TRAINER, pruning=functools.partial(PruningCallback, amount=0.25),
-        loss=KDLoss(temperature=4.0, alpha=0.9), target_macs_ratio=0.6, max_stages=1, teacher_epochs=2,
+        loss=KDLoss(temperature=4.0, alpha=0.9), schedule="constant", target_macs_ratio=0.6, max_stages=1, teacher_epochs=2,
         stage_epochs=1, output_dir=str(tmp_path / "run"), latency_repeats=2,
     )
     spiral = Spiral(**{**settings, **overrides})

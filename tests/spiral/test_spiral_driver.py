@@ -31,6 +31,7 @@ def make_spiral(tmp_path, **overrides) -> Spiral:
         trainer=TRAINER,
         pruning=functools.partial(PruningCallback, amount=0.25, verbose=0),
         loss=KDLoss(temperature=4.0, alpha=0.9),
+        schedule="constant",
         target_macs_ratio=0.6,  # one stage of amount 0.25 keeps ~57% of the MACs
         max_stages=2,
         teacher_epochs=4,
@@ -100,7 +101,7 @@ def test_teacher_checkpoint_skips_teacher_training(tmp_path) -> None:
     teacher = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8))
     save_model(teacher, tmp_path / "teacher.pt")
     report = make_spiral(tmp_path, model=None, teacher_checkpoint=str(tmp_path / "teacher.pt"), max_stages=1).run()
-    assert report.settings["teacher_epochs"] is None
+    assert report.settings["spiral"]["teacher_epochs"] is None
     reloaded = load_model(tmp_path / "run" / report.teacher.model_path)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), teacher.state_dict().values()))
 

@@ -117,7 +117,7 @@ def test_an_autoencoder_that_flattens_in_its_step_is_distilled_with_mse_and_judg
     assert report.stages[-1].macs <= 0.4 * report.teacher.macs
     assert all(s.val_score == s.metrics["val_loss"] and s.top1 is None for s in report.stages)
     assert report.stages[-1].val_score <= 2.0 * report.teacher.val_score
-    assert json.loads((run / "report.json").read_text())["settings"]["monitor"] == {
+    assert json.loads((run / "report.json").read_text())["settings"]["spiral"]["monitor"] == {
         "key": "val_loss", "mode": "min", "max_drop": 1.0, "relative": True}
     final = spiral.load_network(run / report.final.model_path)
     save_expected(run, final, torch.randn(4, 64))
