@@ -45,6 +45,7 @@ from lightning_spiral.cli_errors import one_line
 from lightning_spiral.cli_runtime import RunInterrupted, detach_file_logs, interruptible, log_traceback
 from lightning_spiral.objective import check_macs_budget, sweep_objective
 from lightning_spiral.spiral import build_spiral
+from lightning_spiral.spiral.stage_record import is_global_zero
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -79,7 +80,7 @@ def run_job(cfg: DictConfig) -> float:
             except Exception as err:  # noqa: BLE001 - the contract: every error before training is one line, exit 2
                 fail(err, EXIT_BAD_INPUT)
             attach_file_logs()
-            if not resume:
+            if not resume and is_global_zero():  # DDP ranks > 0 re-run this command in the same folder
                 write_job_record(output_dir, cfg)
             try:
                 report = spiral.run()
