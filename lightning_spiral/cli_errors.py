@@ -7,9 +7,9 @@ search path, and an instantiation error wraps the real cause in three more; an `
 says what to do, on one line.
 
 Example:
-    >>> from hydra.errors import ConfigCompositionException
-    >>> one_line(ConfigCompositionException("Could not override 'foo'.\\nTo append to your config use +foo=1"))
-    "unknown key `foo`: it is not in the config (see `lightning-spiral --cfg job` for every key)."
+    >>> text = "In 'config': Could not find 'data/bogus'\\n\\nAvailable options in 'data':\\n\\tdigits\\n\\tnpz\\n"
+    >>> one_line(MissingConfigException(text))
+    "`data`='bogus' is not a config option; allowed: digits, npz."
 """
 
 from __future__ import annotations

@@ -73,12 +73,12 @@ def test_bad_input_in_a_fresh_interpreter_exits_2_with_one_line(tmp_path) -> Non
 
     from cli_contract import assert_refused_in_one_line, run_subprocess
 
-    def run(case: tuple[list[str], str]):
-        args, _ = case
-        return run_subprocess([*args, f"hydra.run.dir={tmp_path / '_'.join(args)}"], cwd=tmp_path, timeout=120)
+    def run(number: int):
+        args, _ = SUBPROCESS_CASES[number]
+        return run_subprocess([*args, f"hydra.run.dir={tmp_path / f'run_{number}'}"], cwd=tmp_path, timeout=120)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(run, SUBPROCESS_CASES))
+        results = list(pool.map(run, range(len(SUBPROCESS_CASES))))
     for (_, fragment), result in zip(SUBPROCESS_CASES, results):
         assert_refused_in_one_line(result, fragment)
         assert result.seconds < 60

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import inspect
@@ -50,9 +51,9 @@ def describe(value: Any) -> Any:
         return describe_partial(value)
     if isinstance(value, type) or inspect.isroutine(value):
         return target_name(value)
-    if hasattr(value, "__init__") and not isinstance(value, (torch.device, torch.dtype)):
-        return describe_object(value)
-    return repr(value)
+    if isinstance(value, (torch.device, torch.dtype, enum.Enum)):
+        return str(value)
+    return describe_object(value)
 
 
 def target_name(obj: Any) -> str:

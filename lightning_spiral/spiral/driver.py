@@ -103,7 +103,8 @@ class Spiral(SpiralSetup):
             with a MACs ``schedule`` only the last stage is judged (:mod:`lightning_spiral.spiral.floor`).
         teacher_epochs: epochs to train the teacher in stage 0; ``0``: the network is already
             trained (it is measured and saved as the teacher). Unused with ``teacher_checkpoint``.
-        stage_epochs: epochs per pruning stage: one number, or one per stage.
+        stage_epochs: epochs per pruning stage: one number, or one per stage; ``None``: one per
+            waypoint stage and nine for the last with a MACs schedule, three per stage with ``"constant"``.
         teacher_checkpoint: a trained teacher to use instead of training one (see
             :func:`lightning_spiral.io.load_teacher`); weights-only files need ``model``.
         teacher_checkpoint_attr: the checkpoint module's attribute that holds the network.
@@ -120,6 +121,11 @@ class Spiral(SpiralSetup):
         verbose: 0 silent, 1 a line per stage and the final table, 2 also layer widths and summaries.
         quantize: the optional last stage (:class:`~lightning_spiral.deploy.QuantizeSettings`),
             built-in classification path only.
+
+    The defaults are those of the ``lightning-spiral`` command (one record:
+    :data:`lightning_spiral.spiral.settings.DEFAULTS`). Every argument is checked when the spiral is
+    built, before any work; what shapes the run is recorded in ``report.json``
+    (:class:`~lightning_spiral.spiral.settings.RunSettings`) and compared whole on ``resume``.
 
     Example (your own module, judged on its own ``val_loss``)::
 
