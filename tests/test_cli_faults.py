@@ -144,3 +144,9 @@ def test_overwrite_with_fewer_stages_clears_the_old_stage_folders(tmp_path: Path
     assert result.code == 0, result.stderr[-2000:]
     assert not (run / "stage_2").exists()
     assert [stage["stage"] for stage in json.loads((run / "report.json").read_text())["stages"]] == [1]
+
+
+def test_overwrite_into_a_folder_that_does_not_exist_yet(tmp_path: Path) -> None:
+    from lightning_spiral.spiral.resume import clear_run
+
+    assert clear_run(tmp_path / "new") == []

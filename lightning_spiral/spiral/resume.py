@@ -42,7 +42,7 @@ def recorded_report(output_dir: Path) -> SpiralReport:
 
 def clear_run(output_dir: Path) -> list[Path]:
     """Remove a previous run's stage folders and reports from ``output_dir`` (``overwrite=True``); return what went."""
-    removed = [path for path in sorted(output_dir.iterdir()) if is_run_output(path)]
+    removed = [path for path in sorted(output_dir.iterdir()) if is_run_output(path)] if output_dir.is_dir() else []
     for path in removed:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     return removed
