@@ -54,8 +54,8 @@ from lightning_spiral.io import rebuild
 from lightning_spiral.measure import count_macs, file_size
 from lightning_spiral.models import build_model
 from lightning_spiral.models.spec import spec_of
-from lightning_spiral.report import machine_info
-from timing import interleaved_latency, summarise_timings  # noqa: E402  (benchmarks/ is on sys.path: run as a script)
+from lightning_spiral.records import machine_info
+from lightning_spiral.timing import interleaved_latency, side_by_side
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"
@@ -383,10 +383,11 @@ class Benchmark:
         models = {"teacher": teacher} | {f"{method}@{target}": load_model(runs[0]["model_path"]) for method, target, runs in finished}
         # alternating rounds: a drift of the machine's speed hits the teacher and every student alike
         rounds = interleaved_latency(models, shape, rounds=p.latency_rounds, repeats=p.latency_repeats, threads=2)
+        timed = side_by_side(rounds, reference="teacher")
         teacher_record = json.loads(teacher_path.with_name("result.json").read_text())
         teacher_row = {"top1": teacher_record["top1"], "params": sum(q.numel() for q in teacher.parameters()),
                        "macs": count_macs(teacher, torch.randn(1, *shape)), "size_bytes": file_size(teacher_path),
-                       **summarise_timings(rounds["teacher"], rounds["teacher"]), "wall_s": teacher_record["wall_s"],
+                       **timed["teacher"], "latency_ms_rounds": rounds["teacher"], "wall_s": teacher_record["wall_s"],
                        "epochs": p.teacher_epochs}
         rows = []
         for method, target, runs in finished:
@@ -396,7 +397,7 @@ class Benchmark:
                 "top1_std": statistics.stdev(top1s) if len(top1s) > 1 else 0.0, "seeds": len(runs),
                 "top1_per_seed": top1s, "params": runs[0]["params"], "macs": runs[0]["macs"],
                 "macs_ratio": runs[0]["macs"] / teacher_row["macs"],
-                **summarise_timings(rounds[f"{method}@{target}"], rounds["teacher"]),
+                **timed[f"{method}@{target}"], "latency_ms_rounds": rounds[f"{method}@{target}"],
                 "size_bytes": runs[0]["size_bytes"], "wall_s": statistics.mean(r["wall_s"] for r in runs),
                 "epochs": p.budget(target),
             })

@@ -37,11 +37,10 @@ from lightning_spiral import prune
 from lightning_spiral.atomic import atomic_write_text
 from lightning_spiral.measure import MemoryFormat, count_macs, count_params
 from lightning_spiral.models import build_model
-from lightning_spiral.report import machine_info
+from lightning_spiral.records import machine_info
+from lightning_spiral.timing import fastest_layout, interleaved_latency, side_by_side
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from timing import fastest_layout, interleaved_latency, summarise_timings  # noqa: E402
 MODELS = ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny")
 AMOUNTS = (0.3, 0.5, 0.7)
 ACCEPTANCE_AMOUNT = 0.5
@@ -90,7 +89,7 @@ def run(models: list[str], side: int, repeats: int, rounds: int, threads: int,
                     print(f"[latency] {name} {layout} {amount:.0%}: MACs ÷{row['macs_reduction']:.2f}, "
                           f"b64 ×{row['speedup_b64']:.2f}", flush=True)
         pruned_key = f"structured@{ACCEPTANCE_AMOUNT}"
-        summary = summarise_timings(times[pruned_key], times["dense"], batch_sizes=(64,))
+        summary = side_by_side(times, reference="dense", batch_sizes=(64,))[pruned_key]
         reduction = dense_macs / count_macs(variants[pruned_key][2], example)
         dense_layout = fastest_layout(times["dense"], 64)
         fastest.append({"model": name, "dense_layout": dense_layout, "dense_ms_b64": statistics.median(times["dense"][dense_layout][64]),

@@ -28,7 +28,7 @@ from lightning_spiral import prune
 from lightning_spiral.atomic import atomic_write_text
 from lightning_spiral.measure import count_macs
 from lightning_spiral.models import build_model
-from lightning_spiral.report import machine_info
+from lightning_spiral.records import machine_info
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")

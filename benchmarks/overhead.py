@@ -53,7 +53,8 @@ from lightning_spiral import KDLoss, build_model, prune
 from lightning_spiral.atomic import atomic_write_text
 from lightning_spiral.distill.teacher_cache import TeacherOutputCache
 from lightning_spiral.measure import count_macs, count_params
-from lightning_spiral.report import format_count, machine_info
+from lightning_spiral.records import machine_info
+from lightning_spiral.report import format_count
 
 BATCH = 128
 CIFAR_SHAPE = (3, 32, 32)

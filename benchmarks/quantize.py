@@ -42,7 +42,7 @@ from lightning_spiral.atomic import atomic_write_text
 from lightning_spiral.data import NpzDataModule
 from lightning_spiral.deploy import convert_fp16, export_onnx, export_pt2, onnx_parity, onnx_session, onnx_top1, quantize_int8
 from lightning_spiral.measure import file_size, measure_latency, measure_onnx_latency
-from lightning_spiral.report import machine_info
+from lightning_spiral.records import machine_info
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"

@@ -29,8 +29,6 @@ import contextlib
 import copy
 import dataclasses
 import os
-import statistics
-import time
 from collections.abc import Iterator, Sequence
 from typing import Literal, get_args
 
@@ -42,6 +40,7 @@ from lightning_spiral.checks import check_choice, check_int, refuse
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models.spec import check_sizes
 from lightning_spiral.module_network import check_network
+from lightning_spiral.timing import prepared, time_calls, time_forward, timing_threads
 
 # Layers whose weights structured and unstructured pruning act on.
 _WEIGHTED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
@@ -129,10 +128,11 @@ def measure_latency(
 ) -> float:
     """Median CPU wall-clock time of ``model(x)`` for a random ``x`` of ``(batch_size, *input_shape)``.
 
-    Runs ``warmup`` untimed calls, then ``repeats`` timed calls, in eval mode under
-    ``torch.inference_mode()`` with ``torch.set_num_threads(threads)``. The previous thread count
-    and each module's train/eval flag are restored afterwards. A model with tensors on another
-    device is measured through a CPU deep copy, so it stays where it is.
+    Runs ``warmup`` untimed calls, then ``repeats`` timed calls of an eval-mode copy under
+    ``torch.inference_mode()``, timed by :mod:`lightning_spiral.timing` (``torch.utils.benchmark.Timer``)
+    with ``threads`` capped at the cores the process may use. The caller's model keeps its device,
+    layout and modes. To compare models, time them side by side with
+    :func:`lightning_spiral.timing.interleaved_latency` instead of one after another.
 
     ``memory_format="channels_last"`` times an NHWC copy of the model on an NHWC input (image
     models only). On CPU it is often the faster layout, above all for depthwise convolutions, whose
@@ -144,7 +144,7 @@ def measure_latency(
         batch_size: samples per call, at least 1.
         repeats: timed calls, at least 1 (use at least 20 for a stable median).
         warmup: untimed calls before timing, at least 0.
-        threads: intra-op threads used while timing, at least 1.
+        threads: intra-op threads used while timing, at least 1 (capped at the usable cores).
         memory_format: ``"contiguous"`` (NCHW, PyTorch's default) or ``"channels_last"`` (NHWC;
             needs a ``(C, H, W)`` input shape).
 
@@ -159,20 +159,8 @@ def measure_latency(
     input_shape = check_input_shape(input_shape)
     _check_timing(batch_size, repeats, warmup, threads)
     _check_memory_format(memory_format, input_shape)
-    cpu_model = _on_cpu(model)
-    x = torch.randn(batch_size, *input_shape)  # (B, *input_shape)
-    if memory_format == "channels_last":  # a copy: the caller's model keeps its layout
-        cpu_model = copy.deepcopy(cpu_model).to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)  # (B, C, H, W) stored as NHWC
-    timings_ms: list[float] = []
-    with _eval_mode(cpu_model), _num_threads(threads), torch.inference_mode():
-        for _ in range(warmup):
-            cpu_model(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            cpu_model(x)
-            timings_ms.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(timings_ms)
+    timed, x = prepared(_on_cpu(model), input_shape, batch_size, memory_format)
+    return time_forward(timed, x, repeats=repeats, warmup=warmup, threads=timing_threads(threads))
 
 
 def measure_onnx_latency(
@@ -196,16 +184,9 @@ def measure_onnx_latency(
 
     input_shape = check_input_shape(input_shape)
     _check_timing(batch_size, repeats, warmup, threads)
-    session = onnx_session(path, threads=threads)
+    session = onnx_session(path, threads=timing_threads(threads))
     feed = {INPUT_NAME: torch.randn(batch_size, *input_shape).numpy()}  # (B, *input_shape)
-    for _ in range(warmup):
-        session.run(None, feed)
-    timings_ms: list[float] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        timings_ms.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(timings_ms)
+    return time_calls(lambda: session.run(None, feed), repeats=repeats, warmup=warmup)
 
 
 def sparsity(model: nn.Module) -> float:
@@ -314,17 +295,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in flags:
             module.training = training
-
-
-@contextlib.contextmanager
-def _num_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(threads)``, then restore the previous count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _on_cpu(model: nn.Module) -> nn.Module:

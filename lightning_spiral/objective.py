@@ -13,7 +13,7 @@ the search is still pulled towards the feasible region. (A soft penalty such as
 ``top1 - λ · excess`` would need a λ tuned per task and can prefer an over-budget run.)
 
 Example:
-    >>> from lightning_spiral.report import SpiralReport, StageResult
+    >>> from lightning_spiral.records import SpiralReport, StageResult
     >>> def result(stage, macs, val_top1):
     ...     return StageResult(stage=stage, top1=val_top1, val_top1=val_top1, params=10, macs=macs, latency_ms_b1=1.0,
     ...         latency_ms_b64=9.0, size_bytes=1, model_path="", kept=True, amount=0.0 if stage == 0 else 0.3, wall_s=1.0)
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from lightning_spiral.checks import check_interval, refuse
 from lightning_spiral.module_network import shown
-from lightning_spiral.report import SpiralReport
+from lightning_spiral.records import SpiralReport
 
 
 def check_macs_budget(macs_budget: float | None) -> float | None:

@@ -41,7 +41,8 @@ from rich.table import Table
 
 from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
 from lightning_spiral.errors import SpiralConfigError, SpiralError
-from lightning_spiral.report import REPORT_JSON, StageResult, format_count, read_report
+from lightning_spiral.records import REPORT_JSON, StageResult, read_report
+from lightning_spiral.report import format_count
 
 SWEEP_JSON = "sweep.json"
 SWEEP_MARKDOWN = "sweep.md"

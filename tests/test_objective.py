@@ -6,7 +6,7 @@ import pytest
 
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.objective import check_macs_budget, sweep_objective
-from lightning_spiral.report import SpiralReport, StageResult
+from lightning_spiral.records import SpiralReport, StageResult
 
 
 def _result(stage: int, macs: int, val_top1: float, kept: bool = True) -> StageResult:

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from lightning_spiral.errors import SpiralConfigError
-from lightning_spiral.report import SpiralReport, StageResult, write_report
+from lightning_spiral.records import SpiralReport, StageResult
+from lightning_spiral.report import write_report
 from lightning_spiral.sweep import (
     SWEEP_JSON,
     SWEEP_MARKDOWN,

@@ -7,7 +7,7 @@ imported only when an export or a quantization runs.
 from lightning_spiral.deploy.export import Parity, export_onnx, export_pt2, onnx_parity
 from lightning_spiral.deploy.qat import add_fake_quant, remove_fake_quant
 from lightning_spiral.deploy.quantize import convert_fp16, quantize_int8
-from lightning_spiral.deploy.result import QuantizedResult
+from lightning_spiral.records import QuantizedResult
 from lightning_spiral.deploy.runtime import onnx_session, onnx_top1
 from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.deploy.stage import QUANTIZED_DIR, run_quantize_stage

@@ -43,11 +43,12 @@ import torch.nn as nn
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_spiral.deploy.result import QuantizedResult
 from lightning_spiral.deploy.stage import QUANTIZED_DIR, run_quantize_stage
 from lightning_spiral.errors import StageFailedError
 from lightning_spiral.pruning import PruningCallback
-from lightning_spiral.report import SpiralReport, StageResult, machine_info, print_report, write_report
+from lightning_spiral.records import QuantizedResult, SpiralReport, StageResult, machine_info
+from lightning_spiral.report import print_report, write_report
+from lightning_spiral.spiral.final_timing import time_side_by_side, trains_on_cuda
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.progress import StageProgress, log_stage_result, stage_summary, stage_trainer
 from lightning_spiral.spiral.resume import clear_run, discard_unfinished_stages, is_finished
@@ -115,6 +116,8 @@ class Spiral(SpiralSetup):
             with ``module``, pass the same module: the saved networks are restored onto its class).
         seed: base seed; stage k runs with ``seed + k``.
         latency_repeats: timed runs per latency measurement.
+        timing_rounds: alternating rounds of the side-by-side timing after the last stage, which
+            gives the report's latencies and speed-ups (the per-stage figures are provisional).
         threads: CPU threads used for latency measurement.
         cache_teacher: reuse the teacher's outputs across epochs of a stage (deterministic data only).
         loggers: Lightning loggers of every stage: ``"auto"``, ``"csv"``, ``"tensorboard"``, ``"none"``.
@@ -172,12 +175,29 @@ class Spiral(SpiralSetup):
         if self.stage_targets is not None and settle_waypoints(report, self.monitor):
             self.write(report)
             current = self.load_network(self.output_dir / report.final.model_path)
+        if report.timing is None and self.is_global_zero:
+            report.timing = self.final_timing(report)
+            self.write(report)
         if self.quantize.kind != "none" and report.quantized is None:
             report.quantized = self.run_quantize_stage(original_teacher, current)
             self.write(report)
         if self.is_global_zero and self.verbose:
             print_report(report)
         return report
+
+    def final_timing(self, report: SpiralReport) -> dict[str, Any]:
+        """The teacher and every kept stage timed side by side (:mod:`lightning_spiral.spiral.final_timing`)."""
+        networks = {result.stage: self.load_network(self.output_dir / result.model_path)
+                    for result in (report.teacher, *report.stages) if result.kept}
+        if self.verbose:
+            rank_zero_info(f"[Spiral] timing the teacher and {len(networks) - 1} kept stage(s) side by side, "
+                           f"{self.timing_rounds} alternating rounds")
+        timing = time_side_by_side(networks, self.example, rounds=self.timing_rounds, repeats=self.latency_repeats,
+                                   threads=self.threads)
+        if trains_on_cuda(self.trainer_factory):  # the device that serves, too
+            timing["cuda"] = time_side_by_side(networks, self.example, rounds=self.timing_rounds,
+                                               repeats=self.latency_repeats, threads=self.threads, device="cuda")
+        return timing
 
     def run_quantize_stage(self, original_teacher: nn.Module, final: nn.Module) -> QuantizedResult | None:
         """The last stage: quantize the final kept model (see :mod:`lightning_spiral.deploy.stage`)."""

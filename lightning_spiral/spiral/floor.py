@@ -9,7 +9,7 @@ without judgement; if the last stage then misses the floor, it is rolled back an
 waypoint below the floor, so the final model is the last stage within the floor (or the teacher).
 
 Example:
-    >>> from lightning_spiral.report import StageResult
+    >>> from lightning_spiral.records import StageResult
     >>> teacher = StageResult(stage=0, top1=0.8, val_top1=0.8, params=10, macs=100, latency_ms_b1=1.0,
     ...     latency_ms_b64=9.0, size_bytes=1, model_path="stage_0/model.pt", kept=True, amount=0.0, wall_s=1.0)
     >>> waypoint = StageResult(stage=1, top1=0.6, val_top1=0.6, params=5, macs=50, latency_ms_b1=0.5,
@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from lightning_spiral.report import SpiralReport, StageResult, format_score
+from lightning_spiral.records import SpiralReport, StageResult, format_score
 from lightning_spiral.spiral.monitor import BUILTIN_KEY, Monitor
 
 

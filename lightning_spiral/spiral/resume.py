@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lightning_spiral.deploy.stage import QUANTIZED_DIR
 from lightning_spiral.errors import SpiralConfigError
-from lightning_spiral.report import REPORT_JSON, REPORT_MARKDOWN, REPORT_PLOT, SpiralReport, read_report
+from lightning_spiral.records import REPORT_JSON, REPORT_MARKDOWN, REPORT_PLOT, SpiralReport, read_report
 
 
 def discard_unfinished_stages(output_dir: Path, finished_stages: int) -> list[Path]:

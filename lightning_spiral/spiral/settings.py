@@ -57,6 +57,7 @@ class SpiralDefaults:
     teacher_epochs: int = 20
     stage_epochs: int | None = None
     latency_repeats: int = 20
+    timing_rounds: int = 5
     threads: int = 2
     distill_weight: float = 1.0
     cache_teacher: bool = False
@@ -102,6 +103,7 @@ class RunSettings:
                 "stage_epochs": list(setup.stage_epochs), "teacher_checkpoint": describe(setup.teacher_checkpoint),
                 "distill_weight": setup.distill_weight, "outputs": describe(setup.outputs),
                 "cache_teacher": setup.cache_teacher, "latency_repeats": setup.latency_repeats,
+                "timing_rounds": setup.timing_rounds,
                 "threads": setup.threads, "quantize": setup.quantize.to_dict(),
             },
             "module": None if module is None else describe_object(module),

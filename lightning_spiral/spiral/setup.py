@@ -73,6 +73,7 @@ class SpiralSetup:
         resume: bool = False,
         seed: int = 0,
         latency_repeats: int = DEFAULTS.latency_repeats,
+        timing_rounds: int = DEFAULTS.timing_rounds,
         threads: int = DEFAULTS.threads,
         cache_teacher: bool = DEFAULTS.cache_teacher,
         loggers: LoggerChoice = DEFAULTS.loggers,
@@ -124,6 +125,7 @@ class SpiralSetup:
         self.overwrite = check_bool("overwrite", overwrite)
         self.output_dir = check_run_directory(Path(output_dir), overwrite=self.overwrite, resume=self.resume)
         self.latency_repeats = check_int("latency_repeats", latency_repeats, 1)
+        self.timing_rounds = check_int("timing_rounds", timing_rounds, 1)
         self.threads = check_int("threads", threads, 1)
         self.cache_teacher = check_bool("cache_teacher", cache_teacher)
         self.quantize = quantize or QuantizeSettings()

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.io import save_model
 from lightning_spiral.measure import file_size, measure_model
-from lightning_spiral.report import StageResult
+from lightning_spiral.records import StageResult
 from lightning_spiral.spiral.monitor import Monitor
 
 MODEL_FILE = "model.pt"

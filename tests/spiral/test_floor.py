@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lightning_spiral.report import SpiralReport, StageResult
+from lightning_spiral.records import SpiralReport, StageResult
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.monitor import Monitor
 

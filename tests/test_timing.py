@@ -1,0 +1,71 @@
+"""The timing module: alternating rounds, speed-ups within rounds, the spread flag, no oversubscription."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+import lightning_spiral.timing as timing
+from lightning_spiral.records import SpiralReport, StageResult
+from lightning_spiral.report import speedup_cell, timing_line
+
+
+def test_rounds_alternate_over_the_models(monkeypatch) -> None:
+    order: list[int] = []
+    monkeypatch.setattr(timing, "time_forward", lambda model, x, **_: order.append(model.out_features) or 1.0)
+    models = {"a": nn.Linear(4, 1), "b": nn.Linear(4, 2), "c": nn.Linear(4, 3)}
+    times = timing.interleaved_latency(models, (4,), batch_sizes=(1,), layouts=("contiguous",), rounds=3, repeats=1)
+    assert order == [1, 2, 3] * 3  # every round times every model once, in turn
+    assert times["b"]["contiguous"][1] == [1.0, 1.0, 1.0]
+
+
+def rounds_of(*values: float) -> timing.Rounds:
+    return {"contiguous": {64: list(values)}}
+
+
+def test_speedups_are_taken_within_rounds_and_summarised_by_median_and_range() -> None:
+    # the machine slows down 2x in round 2: per-round ratios stay 4.0, 4.0, 4.0
+    times = {"teacher": rounds_of(40.0, 80.0, 40.0), "student": rounds_of(10.0, 20.0, 10.0)}
+    summary = timing.side_by_side(times, reference="teacher", batch_sizes=(64,))["student"]
+    assert summary["speedup_b64"] == 4.0 and summary["speedup_b64_range"] == [4.0, 4.0]
+    assert summary["latency_ms_b64"] == 10.0 and summary["latency_ms_b64_range"] == [10.0, 20.0]
+    assert summary["flagged"] == []
+    # timed apart (teacher in the fast spell, the student in the slow one) it would have read 2.0x
+
+
+def test_a_speedup_whose_rounds_disagree_is_flagged() -> None:
+    times = {"teacher": rounds_of(40.0, 40.0, 40.0), "student": rounds_of(10.0, 20.0, 10.0)}  # ratios 4, 2, 4
+    summary = timing.side_by_side(times, reference="teacher", batch_sizes=(64,), max_spread=0.15)["student"]
+    assert summary["flagged"] == [64] and summary["speedup_b64_range"] == [2.0, 4.0]
+    assert timing.relative_spread([4.0, 2.0, 4.0]) == 0.5
+
+
+def test_threads_never_exceed_the_usable_cores(monkeypatch) -> None:
+    monkeypatch.setattr(timing, "usable_cores", lambda: 2)
+    assert timing.timing_threads(8) == 2 and timing.timing_threads(1) == 1
+
+
+def test_load_above_the_cores_gives_a_note(monkeypatch) -> None:
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (3.5, 3.0, 2.0))
+    assert "load average 3.5 over 2 usable cores" in timing.load_note(cores=2)
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert timing.load_note(cores=2) is None
+
+
+def stage(number: int, latency: float) -> StageResult:
+    return StageResult(stage=number, top1=0.9, val_top1=0.9, params=10, macs=100, latency_ms_b1=1.0,
+                       latency_ms_b64=latency, size_bytes=10, model_path=f"stage_{number}/model.pt", kept=True,
+                       amount=0.0 if number == 0 else 0.2, wall_s=1.0)
+
+
+def test_the_report_shows_side_by_side_figures_flags_doubtful_ones_and_marks_provisional_ones() -> None:
+    report = SpiralReport(teacher=stage(0, 40.0), stages=[stage(1, 30.0), stage(2, 10.0)])
+    assert speedup_cell(report, report.stages[1]) == "≈4.00×"  # timed alone: provisional
+    assert "timed alone" in timing_line(report)
+    figures = {"latency_ms_b1": 1.0, "latency_ms_b64": 20.0, "latency_ms_b64_range": [19.0, 30.0], "flagged": [64],
+               "speedup_b64": 2.0, "speedup_b64_range": [1.4, 2.1]}
+    report.timing = {"device": "cpu", "threads": 2, "rounds": 5, "max_spread": 0.15, "note": None,
+                     "stages": {"0": {**figures, "speedup_b64": 1.0, "flagged": []}, "2": figures}}
+    assert speedup_cell(report, report.stages[1]) == "2.00×?"
+    assert speedup_cell(report, report.stages[0]) == "≈1.33×"  # stage 1 was not timed side by side
+    assert "5 alternating rounds" in timing_line(report) and "more than 15%" in timing_line(report)
+    assert SpiralReport.from_dict(report.to_dict()).timing == report.timing
