@@ -12,7 +12,8 @@ within one pass). Here:
   min–max, and a ``flagged`` list of batch sizes whose rounds disagree by more than ``max_spread``
   (relative range), which a report must show as doubtful instead of as fact;
 - :func:`timing_threads` never uses more threads than the cores this process may run on
-  (``os.sched_getaffinity``), and :func:`load_note` says when other load shares them.
+  (``os.sched_getaffinity``), and :func:`free_threads` leaves out the cores other processes keep
+  busy (sampled from ``/proc/stat``), with a note saying so.
 
 The package (the spiral's report, ``measure_latency``) and ``benchmarks/`` use this module alone.
 
@@ -30,7 +31,9 @@ from __future__ import annotations
 import copy
 import os
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -54,14 +57,45 @@ def timing_threads(threads: int) -> int:
     return min(check_int("threads", threads, 1), usable_cores())
 
 
-def load_note(cores: int | None = None) -> str | None:
-    """A note when the 1-minute load average exceeds the usable cores (other work shares them), else ``None``."""
-    cores = cores or usable_cores()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load <= cores:
-        return None
-    return (f"load average {load:.1f} over {cores} usable cores: other work shares the CPU, "
-            "so figures may be noisy (speed-ups are taken within rounds, which cancels most of it)")
+def busy_cores_elsewhere(sample_s: float = 0.3) -> float:
+    """How many cores other processes keep busy now: ``/proc/stat`` sampled while this process sleeps.
+
+    Our own CPU time in the sample (threads still spinning) is subtracted. 0.0 where ``/proc/stat``
+    is missing (not Linux).
+    """
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return 0.0
+
+    def busy_and_total() -> tuple[float, float]:
+        fields = [float(value) for value in stat.read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait, in clock ticks
+        return sum(fields) - idle, sum(fields)
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    own_before, (busy_before, total_before) = sum(os.times()[:2]), busy_and_total()
+    time.sleep(sample_s)
+    own_after, (busy_after, total_after) = sum(os.times()[:2]), busy_and_total()
+    cores = os.cpu_count() or 1
+    elapsed_ticks = (total_after - total_before) / cores
+    others = (busy_after - busy_before) - (own_after - own_before) * ticks
+    return max(0.0, others / elapsed_ticks) if elapsed_ticks else 0.0
+
+
+def free_threads(threads: int) -> tuple[int, str | None]:
+    """Threads for a timing session: at most the usable cores not kept busy by other processes (at least 1).
+
+    With a core taken by another job, a 2-thread kernel waits for its descheduled thread at every
+    barrier and its latency jumps about at random; one thread on the free core is timed cleanly.
+    Returns the count and a note when other load was found (``None`` otherwise).
+    """
+    cores = usable_cores()
+    busy = busy_cores_elsewhere()
+    chosen = max(1, min(timing_threads(threads), cores - round(busy)))
+    if busy < 0.5:
+        return chosen, None
+    return chosen, (f"other processes kept {busy:.1f} of {cores} cores busy, so the models were timed with "
+                    f"{chosen} thread(s) instead of {threads}; speed-ups are taken within alternating rounds")
 
 
 def time_calls(call: Callable[[], Any], *, repeats: int = 20, warmup: int = 5, threads: int = 1) -> float:
@@ -148,5 +182,5 @@ def side_by_side(times: Mapping[str, Rounds], reference: str, batch_sizes: Seque
     return summary
 
 
-__all__ = ["MAX_SPREAD", "fastest_layout", "interleaved_latency", "load_note", "prepared", "relative_spread",
+__all__ = ["MAX_SPREAD", "busy_cores_elsewhere", "fastest_layout", "free_threads", "interleaved_latency", "prepared", "relative_spread",
            "side_by_side", "time_calls", "time_forward", "timing_threads", "usable_cores"]

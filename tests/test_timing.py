@@ -44,11 +44,30 @@ def test_threads_never_exceed_the_usable_cores(monkeypatch) -> None:
     assert timing.timing_threads(8) == 2 and timing.timing_threads(1) == 1
 
 
-def test_load_above_the_cores_gives_a_note(monkeypatch) -> None:
-    monkeypatch.setattr(timing.os, "getloadavg", lambda: (3.5, 3.0, 2.0))
-    assert "load average 3.5 over 2 usable cores" in timing.load_note(cores=2)
-    monkeypatch.setattr(timing.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
-    assert timing.load_note(cores=2) is None
+def test_cores_kept_busy_by_other_processes_are_left_out_with_a_note(monkeypatch) -> None:
+    monkeypatch.setattr(timing, "usable_cores", lambda: 2)
+    monkeypatch.setattr(timing, "busy_cores_elsewhere", lambda: 1.1)  # a CPU hog on one core
+    threads, note = timing.free_threads(2)
+    assert threads == 1 and "other processes kept 1.1 of 2 cores busy" in note and "1 thread(s) instead of 2" in note
+    monkeypatch.setattr(timing, "busy_cores_elsewhere", lambda: 0.1)
+    assert timing.free_threads(2) == (2, None)
+    monkeypatch.setattr(timing, "busy_cores_elsewhere", lambda: 5.0)
+    assert timing.free_threads(2)[0] == 1  # never fewer than one
+
+
+def test_a_busy_loop_is_seen_as_a_busy_core() -> None:
+    import subprocess
+    import sys
+    import time
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = timing.busy_cores_elsewhere()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert busy >= 0.8  # the loop keeps (about) one core busy, whatever else runs
 
 
 def stage(number: int, latency: float) -> StageResult:

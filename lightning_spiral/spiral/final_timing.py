@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lightning_spiral.timing import MAX_SPREAD, interleaved_latency, load_note, side_by_side, timing_threads
+from lightning_spiral.timing import MAX_SPREAD, free_threads, interleaved_latency, side_by_side
 
 BATCH_SIZES = (1, 64)
 CUDA_ACCELERATORS = ("gpu", "cuda", "auto")
@@ -38,11 +38,11 @@ def time_side_by_side(networks: Mapping[int, nn.Module], example: torch.Tensor, 
     input_shape = tuple(example.shape[1:])
     layouts = ("contiguous", "channels_last") if len(input_shape) == 3 else ("contiguous",)
     models = {str(stage): network for stage, network in networks.items()}
-    threads = timing_threads(threads)
+    threads, note = free_threads(threads)
     times = interleaved_latency(models, input_shape, batch_sizes=BATCH_SIZES, layouts=layouts, rounds=rounds,
                                 repeats=repeats, threads=threads, device=device)
     return {"device": str(device), "threads": threads, "rounds": rounds, "repeats": repeats, "max_spread": MAX_SPREAD,
-            "note": load_note(), "stages": side_by_side(times, reference="0", batch_sizes=BATCH_SIZES)}
+            "note": note, "stages": side_by_side(times, reference="0", batch_sizes=BATCH_SIZES)}
 
 
 def trains_on_cuda(trainer: Any) -> bool:
