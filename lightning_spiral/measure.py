@@ -5,8 +5,8 @@ measured the same way:
 
 - MACs are counted by Torch-Pruning's ``count_ops_and_params`` for **one sample** (it divides by the
   batch size) and include the cheap layers it knows (bias adds, BatchNorm, ReLU, pooling).
-- Latency is the median wall-clock time of ``model(x)`` on the CPU after a warm-up, in eval mode,
-  under ``torch.inference_mode()`` and a fixed thread count. Medians resist the outliers a shared
+- Latency is the fastest wall-clock time of ``model(x)`` on the CPU after a warm-up, in eval mode,
+  under ``torch.inference_mode()`` and a fixed thread count. The fastest call resists the outliers a shared
   machine produces; ratios between models are steadier than absolute times. Exported models are
   timed the same way in ONNX Runtime, their serving runtime (:func:`measure_onnx_latency`).
 
@@ -55,8 +55,8 @@ class ModelMeasurement:
     Args:
         params: number of parameters (all of them, trainable or not).
         macs: multiply-accumulates of one forward pass of one sample.
-        latency_ms_b1: median CPU latency of a batch of 1, in milliseconds.
-        latency_ms_b64: median CPU latency of a batch of 64, in milliseconds.
+        latency_ms_b1: CPU latency of a batch of 1 (fastest of the repeats), in milliseconds.
+        latency_ms_b64: CPU latency of a batch of 64 (fastest of the repeats), in milliseconds.
         sparsity: fraction of exactly-zero Conv/Linear weights (0.0 for a dense model).
     """
 
@@ -126,7 +126,7 @@ def measure_latency(
     threads: int = 2,
     memory_format: MemoryFormat = "contiguous",
 ) -> float:
-    """Median CPU wall-clock time of ``model(x)`` for a random ``x`` of ``(batch_size, *input_shape)``.
+    """CPU wall-clock time of ``model(x)`` for a random ``x`` of ``(batch_size, *input_shape)``: the fastest of ``repeats``.
 
     Runs ``warmup`` untimed calls, then ``repeats`` timed calls of an eval-mode copy under
     ``torch.inference_mode()``, timed by :mod:`lightning_spiral.timing` (``torch.utils.benchmark.Timer``)
@@ -142,14 +142,14 @@ def measure_latency(
         model: the model to time.
         input_shape: shape of one sample without the batch dimension, e.g. ``(3, 32, 32)``.
         batch_size: samples per call, at least 1.
-        repeats: timed calls, at least 1 (use at least 20 for a stable median).
+        repeats: timed calls, at least 1 (use at least 20 for a stable figure).
         warmup: untimed calls before timing, at least 0.
         threads: intra-op threads used while timing, at least 1 (capped at the usable cores).
         memory_format: ``"contiguous"`` (NCHW, PyTorch's default) or ``"channels_last"`` (NHWC;
             needs a ``(C, H, W)`` input shape).
 
     Returns:
-        The median latency in milliseconds.
+        The latency in milliseconds (the fastest call: other load only adds time).
 
     Example:
         >>> measure_latency(nn.Linear(4, 2), (4,), batch_size=1, repeats=3, warmup=0) > 0
@@ -178,7 +178,7 @@ def measure_onnx_latency(
     ``(batch_size, *input_shape)`` float32. Needs the ``deploy`` extra.
 
     Returns:
-        The median latency in milliseconds.
+        The latency in milliseconds (the fastest call).
     """
     from lightning_spiral.deploy.runtime import INPUT_NAME, onnx_session
 
@@ -314,7 +314,7 @@ def check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
 def _check_timing(batch_size: int, repeats: int, warmup: int, threads: int) -> None:
     """The timing arguments shared by every latency measurement."""
     check_int("batch_size", batch_size, 1, hint="Time one call of at least one sample.")
-    check_int("repeats", repeats, 1, hint="Use at least 20 for a stable median.")
+    check_int("repeats", repeats, 1, hint="Use at least 20 for a stable figure.")
     check_int("warmup", warmup, 0, hint="Use 0 to skip the warm-up.")
     check_threads(threads)
 

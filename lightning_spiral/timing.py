@@ -5,7 +5,7 @@ load into every speed-up (on the shared 2-core VM one model's batch-64 median sp
 within one pass). Here:
 
 - :func:`time_forward` times ``model(x)`` with ``Timer`` (which sets the thread count and
-  synchronises an accelerator before reading the clock), warm-up first, median of ``repeats``;
+  synchronises an accelerator before reading the clock), warm-up first, fastest of ``repeats``;
 - :func:`interleaved_latency` times several models in alternating rounds: every round times every
   model once, in every layout and batch size, so a slow spell hits them alike;
 - :func:`side_by_side` takes each speed-up within a round, and reports the median over rounds, its
@@ -99,15 +99,19 @@ def free_threads(threads: int) -> tuple[int, str | None]:
 
 
 def time_calls(call: Callable[[], Any], *, repeats: int = 20, warmup: int = 5, threads: int = 1) -> float:
-    """Median milliseconds of ``call()`` timed by ``torch.utils.benchmark.Timer``: ``warmup`` calls, then ``repeats``."""
+    """Milliseconds of the fastest of ``repeats`` calls of ``call()`` (after ``warmup``), timed by ``torch.utils.benchmark.Timer``.
+
+    The fastest, not the median: other load only ever adds time to a call, so the minimum is the
+    figure least moved by a busy machine (``timeit``'s own advice).
+    """
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads)
     if warmup:
         timer.timeit(number=warmup)
-    return 1e3 * statistics.median(timer.timeit(number=1).raw_times[0] for _ in range(repeats))
+    return 1e3 * min(timer.timeit(number=1).raw_times[0] for _ in range(repeats))
 
 
 def time_forward(model: nn.Module, x: torch.Tensor, *, repeats: int = 20, warmup: int = 5, threads: int = 1) -> float:
-    """Median milliseconds of ``model(x)`` under ``torch.inference_mode()`` (see :func:`time_calls`).
+    """Milliseconds of ``model(x)`` under ``torch.inference_mode()``, fastest of ``repeats`` (see :func:`time_calls`).
 
     ``model`` must already be in the mode and on the device it is timed in (see :func:`prepared`).
     """
@@ -134,7 +138,7 @@ def prepared(model: nn.Module, input_shape: Sequence[int], batch_size: int, layo
 def interleaved_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int], *, batch_sizes: Sequence[int] = (1, 64),
                         layouts: Sequence[MemoryFormat] = ("contiguous", "channels_last"), rounds: int = 5,
                         repeats: int = 20, threads: int = 2, device: str | torch.device = "cpu") -> dict[str, Rounds]:
-    """Per model, layout and batch size: the median latency of each round (every round times every model once)."""
+    """Per model, layout and batch size: the latency of each round (every round times every model once)."""
     check_int("rounds", rounds, 1)
     threads = timing_threads(threads)
     ready = {(name, layout, batch): prepared(model, input_shape, batch, layout, device)

@@ -153,7 +153,7 @@ MEASURE_CASES = [
      "`input_shape` must be a non-empty sequence of integers >= 1, got [4, -1]. "
      "Give one sample's shape without the batch dimension, e.g. (3, 32, 32)."),
     (lambda: measure_model(Untouchable(), (4,), repeats=0),
-     "`repeats` must be an integer >= 1, got 0. Use at least 20 for a stable median."),
+     "`repeats` must be an integer >= 1, got 0. Use at least 20 for a stable figure."),
     (lambda: measure_model(Untouchable(), (4,), threads=2.0),
      "`threads` must be an integer >= 1, got 2.0. Pass the thread count the model will run with."),
     (lambda: measure_model(Untouchable(), (4,), memory_format="nhwc"),
