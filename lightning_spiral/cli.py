@@ -43,6 +43,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lightning_spiral.atomic import atomic_write_text
 from lightning_spiral.cli_errors import one_line
 from lightning_spiral.cli_runtime import RunInterrupted, detach_file_logs, interruptible, log_traceback
+from lightning_spiral.console import setup_console
 from lightning_spiral.objective import check_macs_budget, sweep_objective
 from lightning_spiral.spiral import build_spiral
 from lightning_spiral.spiral.stage_record import is_global_zero
@@ -57,7 +58,9 @@ def main() -> None:
 
     ``HYDRA_FULL_ERROR`` is set for Hydra itself so that it raises its composition errors here
     instead of printing them over several lines; the user's own choice is kept in ``FULL_ERROR``.
+    Known third-party deprecation warnings are filtered first (:func:`~lightning_spiral.console.setup_console`).
     """
+    setup_console()
     os.environ.setdefault(FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "0"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:

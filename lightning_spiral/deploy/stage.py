@@ -34,10 +34,11 @@ import torch.nn as nn
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.checks import check_bool, check_int, refuse
+from lightning_spiral.console import ONNX_LOGGERS, quiet_loggers
 from lightning_spiral.deploy.export import export_onnx
 from lightning_spiral.deploy.qat import add_fake_quant, remove_fake_quant
 from lightning_spiral.deploy.quantize import convert_fp16, quantize_int8
-from lightning_spiral.deploy.result import QuantizedResult
+from lightning_spiral.records import QuantizedResult
 from lightning_spiral.deploy.runtime import onnx_session, onnx_top1
 from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.distill import DistillationLoss
@@ -49,6 +50,7 @@ QUANTIZED_DIR = "quantized"
 QUANTIZED_MODEL = "model.onnx"
 
 
+@quiet_loggers(*ONNX_LOGGERS)  # onnxscript and onnx_ir log every optimisation pass at INFO
 def run_quantize_stage(
     settings: QuantizeSettings,
     model: nn.Module,

@@ -16,7 +16,15 @@ of the teacher's, batch-64 latency) are logged under ``stage_<k>-result/...``.
 own progress bar — and :func:`stage_summary` one line when the stage is judged::
 
     stage 2/4 · MACs 41% · distilling 5 epochs
-    stage 2/4 · MACs 41% · top-1 91.2% (val 90.8%) · 2.31× faster at batch 64 · kept
+    stage 2/4 · MACs 41% · top-1 91.2% (val 90.8%) · ≈2.31× faster at batch 64 (provisional) · kept
+
+The speed-up is provisional: each stage is timed alone, and the side-by-side timing after the
+last stage gives the final figures (the report's table).
+
+The console stays quiet (:mod:`lightning_spiral.console`): at ``verbose=1`` Lightning's device
+banner shows once per run (when its first Trainer is built; ``TPU available: False`` left out), its
+third-party tips never, and the progress bar shows only the loss metrics, on one line;
+``verbose=0`` hides Lightning's info lines altogether and ``verbose=2`` shows all of them.
 
 Example:
     >>> from pathlib import Path
@@ -26,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 from collections.abc import Callable
@@ -35,15 +44,20 @@ from typing import Any, Literal, get_args
 import lightning.pytorch as L
 import torch
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from rich.progress import BarColumn, ProgressColumn
+from rich.table import Column
 
 from lightning_spiral.checks import check_choice
+from lightning_spiral.console import CUDA_LOGGER, LIGHTNING_LOGGERS, QuietRuns, without_noise
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.measure import count_macs
 from lightning_spiral.module_network import network_of
-from lightning_spiral.report import StageResult
+from lightning_spiral.records import StageResult
 from lightning_spiral.spiral.monitor import Monitor
+from lightning_spiral.spiral.validation import quiet_lightning
 
 LoggerChoice = Literal["auto", "csv", "tensorboard", "none"]
 Verbosity = Literal[0, 1, 2]
@@ -95,7 +109,7 @@ def log_stage_result(trainer: L.Trainer, result: StageResult, teacher: StageResu
 
 
 def stage_summary(result: StageResult, teacher: StageResult, max_stages: int, monitor: Monitor) -> str:
-    """The line printed when a stage is judged.
+    """The line printed when a stage is judged; its speed-up (``≈``) is provisional, the stage timed alone.
 
     Example:
         >>> t = StageResult(stage=0, top1=0.9, val_top1=0.9, params=100, macs=100, latency_ms_b1=1.0,
@@ -103,17 +117,17 @@ def stage_summary(result: StageResult, teacher: StageResult, max_stages: int, mo
         >>> s = StageResult(stage=2, top1=0.912, val_top1=0.908, params=40, macs=41, latency_ms_b1=0.5,
         ...     latency_ms_b64=4.33, size_bytes=1, model_path="stage_2/model.pt", kept=True, amount=0.2, wall_s=1.0)
         >>> stage_summary(s, t, max_stages=4, monitor=Monitor("val/top1"))
-        'stage 2/4 · MACs 41% · top-1 91.2% (val 90.8%) · 2.31× faster at batch 64 · kept'
+        'stage 2/4 · MACs 41% · top-1 91.2% (val 90.8%) · ≈2.31× faster at batch 64 (provisional) · kept'
         >>> s.top1, s.val_score = None, 0.0123
         >>> stage_summary(s, t, max_stages=4, monitor=Monitor("val_loss", mode="min"))
-        'stage 2/4 · MACs 41% · val_loss 0.0123 · 2.31× faster at batch 64 · kept'
+        'stage 2/4 · MACs 41% · val_loss 0.0123 · ≈2.31× faster at batch 64 (provisional) · kept'
     """
     verdict = "kept" if result.kept else result.note or "rolled back"
     quality = (f"top-1 {result.top1:.1%} (val {result.val_top1:.1%})" if result.top1 is not None and result.val_top1 is not None
                else f"{monitor.key} {result.val_score:.4g}")
     return (
         f"stage {result.stage}/{max_stages} · MACs {result.macs / teacher.macs:.0%} · {quality} · "
-        f"{teacher.latency_ms_b64 / result.latency_ms_b64:.2f}× faster at batch 64 · {verdict}"
+        f"≈{teacher.latency_ms_b64 / result.latency_ms_b64:.2f}× faster at batch 64 (provisional) · {verdict}"
     )
 
 
@@ -154,6 +168,90 @@ class StageProgress(L.Callback):
         )
 
 
+TEACHER_STAGE = "stage_0"
+_BANNER_SHOWN: set[Path] = set()  # run folders whose first Trainer this process has built (at verbose 1)
+
+
+def shows_banner(run_dir: Path, stage_name: str, verbose: int) -> bool:
+    """Whether building this stage's Trainer may print Lightning's banner (``GPU available: ...``):
+    at ``verbose=2`` always, at 0 never, at 1 for the run's first Trainer in this process only (the
+    teacher's, or the first one after a resume).
+
+    Example:
+        >>> [shows_banner(Path("run"), name, verbose=1) for name in ("stage_0", "stage_1", "quantized")]
+        [True, False, False]
+    """
+    if verbose != 1:
+        return verbose == 2
+    key = Path(run_dir).resolve()
+    first = stage_name == TEACHER_STAGE or key not in _BANNER_SHOWN
+    _BANNER_SHOWN.add(key)
+    return first
+
+
+def loss_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The loss-like entries of the progress bar's ``metrics``, named short: ``x_epoch`` is dropped where
+    ``x_step`` shows, and the training loss is just ``loss`` (``train/`` and ``_step`` dropped).
+
+    Example:
+        >>> loss_metrics({"train/loss_step": 0.24, "train/loss_epoch": 1.19, "val/loss": 0.65, "val/top1": 0.86})
+        {'loss': 0.24, 'val/loss': 0.65}
+    """
+    return {key.removeprefix("train/").removesuffix("_step"): value for key, value in metrics.items()
+            if "loss" in key and not (key.endswith("_epoch") and f"{key.removesuffix('_epoch')}_step" in metrics)}
+
+
+class LossProgressBar(RichProgressBar):
+    """Lightning's rich progress bar showing only :func:`loss_metrics`, so that they fit on the bar's line
+    (Lightning's own shows every ``prog_bar`` metric, one per line in a console 80 columns wide);
+    in a narrow console the bar shrinks, then the texts end in ``…``, rather than wrap.
+
+    Example:
+        >>> with quiet_lightning():
+        ...     trainer = L.Trainer(callbacks=[LossProgressBar()], logger=False, enable_checkpointing=False)
+        >>> type(trainer.progress_bar_callback).__name__
+        'LossProgressBar'
+    """
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        return loss_metrics(super().get_metrics(trainer, pl_module))
+
+    def _init_progress(self, trainer: L.Trainer) -> None:
+        super()._init_progress(trainer)
+        for column in self.progress.columns if self.progress is not None else ():
+            if isinstance(column, ProgressColumn) and not isinstance(column, BarColumn):  # only the bar gives way
+                column._table_column = Column(no_wrap=True, overflow="ellipsis")
+
+
+def console_callbacks(bound: dict[str, Any] | None, callbacks: list[L.Callback], verbose: int,
+                      banner: bool) -> list[L.Callback]:
+    """What keeps a stage's console as ``verbose`` says while its Trainer runs: Lightning's info lines
+    quiet at 0, its CUDA line only in the first run of the banner's Trainer at 1, and at 1 the
+    :class:`LossProgressBar` unless the bar is off, ``callbacks`` already have one, or the factory's
+    arguments are unknown (``bound`` ``None``: not a Trainer class or a partial of one); nothing at 2."""
+    if verbose == 2:
+        return []
+    if verbose == 0:
+        return [QuietRuns(LIGHTNING_LOGGERS)]
+    extra: list[L.Callback] = [QuietRuns([CUDA_LOGGER], shown=1 if banner else 0)]
+    has_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
+    if bound is not None and bound.get("enable_progress_bar", True) and not has_bar:
+        extra.append(LossProgressBar())
+    return extra
+
+
+def builds_trainer(factory: Callable[..., L.Trainer]) -> bool:
+    """Whether ``factory`` is a Trainer class or a partial of one (what Hydra's ``_partial_: true`` makes),
+    so that the arguments bound in it are all it passes to the Trainer.
+
+    Example:
+        >>> builds_trainer(functools.partial(L.Trainer, accelerator="cpu")), builds_trainer(lambda **kw: L.Trainer(**kw))
+        (True, False)
+    """
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    return isinstance(target, type) and issubclass(target, L.Trainer)
+
+
 def stage_trainer(
     factory: Callable[..., L.Trainer], run_dir: Path, stage_name: str, *, epochs: int, callbacks: list[L.Callback],
     loggers: LoggerChoice, verbose: int,
@@ -161,7 +259,9 @@ def stage_trainer(
     """A fresh Trainer from the user's ``factory`` for one stage: ``epochs``, the stage's callbacks
     after copies of those bound in the partial (never shared between stages), and, unless bound,
     the stage's folder as ``default_root_dir`` and its loggers; ``verbose`` 0 hides the progress bar
-    and model summary, 2 shows the summary."""
+    and model summary, 2 shows the summary. Lightning's banner shows as :func:`shows_banner` says,
+    its tips and ``TPU available: False`` only at ``verbose=2`` (:func:`~lightning_spiral.console.without_noise`;
+    :func:`console_callbacks` says what shows while it runs)."""
     bound = factory.keywords if isinstance(factory, functools.partial) else {}
     kwargs: dict[str, Any] = {
         "max_epochs": epochs,
@@ -175,16 +275,29 @@ def stage_trainer(
         kwargs |= {"enable_progress_bar": False, "enable_model_summary": False}
     elif verbose == 2:
         kwargs["enable_model_summary"] = True
-    return factory(**kwargs)
+    banner = shows_banner(run_dir, stage_name, verbose)
+    known = bound if builds_trainer(factory) else None
+    kwargs["callbacks"] += console_callbacks(known, kwargs["callbacks"], verbose, banner)
+    with contextlib.ExitStack() as quiet:
+        if verbose < 2:
+            quiet.enter_context(without_noise())
+        if not banner:
+            quiet.enter_context(quiet_lightning())
+        return factory(**kwargs)
 
 
 __all__ = [
     "LoggerChoice",
+    "LossProgressBar",
     "StageProgress",
     "Verbosity",
     "check_logger_choice",
+    "builds_trainer",
     "check_verbose",
+    "console_callbacks",
     "log_stage_result",
+    "loss_metrics",
+    "shows_banner",
     "stage_loggers",
     "stage_summary",
     "stage_trainer",

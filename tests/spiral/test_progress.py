@@ -9,13 +9,26 @@ import logging
 import lightning.pytorch as L
 import pytest
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_spiral import KDLoss, PruningCallback, Spiral
 from lightning_spiral.data import DigitsDataModule
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models import build_model
-from lightning_spiral.spiral.progress import check_logger_choice, stage_loggers
+from lightning_spiral.console import QuietRuns
+from lightning_spiral.records import StageResult
+from lightning_spiral.spiral.monitor import Monitor
+from lightning_spiral.spiral.progress import (
+    LossProgressBar,
+    check_logger_choice,
+    console_callbacks,
+    loss_metrics,
+    shows_banner,
+    stage_loggers,
+    stage_summary,
+    stage_trainer,
+)
 
 TRAINER = functools.partial(L.Trainer, accelerator="cpu", devices=1, enable_checkpointing=False, log_every_n_steps=5)
 
@@ -70,7 +83,7 @@ def test_tensorboard_without_the_package_is_a_clear_error(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("verbose", [0, 1])
-def test_verbose_prints_stage_lines_and_the_table_only_when_asked(tmp_path, caplog, capsys, verbose: int) -> None:
+def test_verbose_prints_stage_lines_one_banner_and_the_table_only_when_asked(tmp_path, caplog, capsys, verbose: int) -> None:
     lightning_logger = logging.getLogger("lightning.pytorch")  # Lightning's own logger does not propagate
     lightning_logger.addHandler(caplog.handler)
     try:
@@ -79,9 +92,58 @@ def test_verbose_prints_stage_lines_and_the_table_only_when_asked(tmp_path, capl
         lightning_logger.removeHandler(caplog.handler)
     lines = [record.getMessage() for record in caplog.records]
     started = [line for line in lines if line.startswith("stage 1/1 · MACs") and "distilling 1 epochs" in line]
-    judged = [line for line in lines if line.startswith("stage 1/1 · MACs") and "faster at batch 64" in line]
+    judged = [line for line in lines if line.startswith("stage 1/1 · MACs") and "faster at batch 64 (provisional)" in line]
     table = "Final:" in capsys.readouterr().out
     assert (len(started), len(judged), table) == ((1, 1, True) if verbose else (0, 0, False))
+    banner = [line for line in lines if line.startswith(("GPU available", "TPU available", "💡 Tip"))]
+    assert banner == (["GPU available: False, used: False"] if verbose else [])  # two stage Trainers, one banner
+    assert verbose or not lines  # verbose 0: not even "`Trainer.fit` stopped"
+
+
+def test_stage_summary_marks_the_speed_up_provisional() -> None:
+    def result(stage: int, latency: float) -> StageResult:
+        return StageResult(stage=stage, top1=0.9, val_top1=0.9, params=100, macs=100 - 50 * stage, latency_ms_b1=1.0,
+                           latency_ms_b64=latency, size_bytes=1, model_path="m.pt", kept=True, amount=0.5, wall_s=1.0)
+
+    line = stage_summary(result(1, 4.5), result(0, 10.0), max_stages=2, monitor=Monitor("val/top1"))
+    assert line == "stage 1/2 · MACs 50% · top-1 90.0% (val 90.0%) · ≈2.22× faster at batch 64 (provisional) · kept"
+
+
+def test_loss_metrics_keep_the_losses_short_and_once() -> None:
+    shown = loss_metrics({"train/loss_step": 0.2, "train/loss_epoch": 0.3, "val/loss": 0.4, "val/top1": 0.9, "v_num": 0,
+                          "train_loss": 0.5, "kd_loss_epoch": 0.6})
+    assert shown == {"loss": 0.2, "val/loss": 0.4, "train_loss": 0.5, "kd_loss_epoch": 0.6}
+
+
+@pytest.mark.parametrize(("verbose", "bound", "expected"), [
+    (0, {}, [QuietRuns]),
+    (1, {}, [QuietRuns, LossProgressBar]),
+    (1, {"enable_progress_bar": False}, [QuietRuns]),
+    (1, {"callbacks": [TQDMProgressBar()]}, [QuietRuns]),  # the user's own bar is kept
+    (1, None, [QuietRuns]),  # a factory of the user's own: it may turn the bar off
+    (2, {}, []),
+])
+def test_console_callbacks_follow_verbose_and_the_users_bar(verbose: int, bound: dict | None, expected: list[type]) -> None:
+    extra = console_callbacks(bound, list((bound or {}).get("callbacks", [])), verbose, banner=True)
+    assert [type(callback) for callback in extra] == expected
+
+
+def test_a_bound_progress_bar_stays_the_trainers(tmp_path) -> None:
+    factory = functools.partial(TRAINER, callbacks=[TQDMProgressBar(refresh_rate=7)])
+    trainer = stage_trainer(factory, tmp_path, "stage_1", epochs=1, callbacks=[], loggers="none", verbose=1)
+    assert type(trainer.progress_bar_callback) is TQDMProgressBar and trainer.progress_bar_callback.refresh_rate == 7
+    trainer = stage_trainer(TRAINER, tmp_path, "stage_2", epochs=1, callbacks=[], loggers="none", verbose=1)
+    assert type(trainer.progress_bar_callback) is LossProgressBar
+    own = stage_trainer(lambda **kwargs: TRAINER(**kwargs, enable_progress_bar=False), tmp_path, "stage_3", epochs=1,
+                        callbacks=[], loggers="none", verbose=1)  # no bar forced on a factory that turns it off
+    assert own.progress_bar_callback is None
+
+
+def test_the_banner_shows_for_a_runs_first_trainer(tmp_path) -> None:
+    resumed, fresh = tmp_path / "resumed", tmp_path / "fresh"
+    assert [shows_banner(resumed, name, 1) for name in ("stage_3", "stage_4", "quantized")] == [True, False, False]
+    assert [shows_banner(fresh, name, 1) for name in ("stage_0", "stage_1", "stage_0")] == [True, False, True]
+    assert [shows_banner(fresh, "stage_1", verbose) for verbose in (0, 2)] == [False, True]
 
 
 def test_stage_progress_leaves_the_global_rng_alone() -> None:
