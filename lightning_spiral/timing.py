@@ -38,7 +38,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn as nn
-from torch.utils.benchmark import Timer
 
 from lightning_spiral.checks import check_int, refuse
 
@@ -104,6 +103,8 @@ def time_calls(call: Callable[[], Any], *, repeats: int = 20, warmup: int = 5, t
     The fastest, not the median: other load only ever adds time to a call, so the minimum is the
     figure least moved by a busy machine (``timeit``'s own advice).
     """
+    from torch.utils.benchmark import Timer  # here: importing it warns "No CUDA runtime is found" on CPU machines
+
     timer = Timer(stmt="call()", globals={"call": call}, num_threads=threads)
     if warmup:
         timer.timeit(number=warmup)

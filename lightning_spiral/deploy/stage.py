@@ -81,7 +81,7 @@ def run_quantize_stage(
     _check_stage_arguments(settings, model, teacher, make_trainer)
     check_bool("is_global_zero", is_global_zero)
     check_threads(threads)
-    check_int("latency_repeats", latency_repeats, 1, hint="Use at least 20 for a stable median.")
+    check_int("latency_repeats", latency_repeats, 1, hint="Use at least 20 for a stable figure.")
     input_shape = tuple(datamodule.input_shape)
     for stage in ("fit", "test"):
         datamodule.setup(stage)
