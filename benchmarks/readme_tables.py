@@ -267,7 +267,7 @@ def deploy_block(report: dict[str, Any], run_dir: Path, wall_s: float | None) ->
 
 def summary(report: dict[str, Any], run_dir: Path, wall_s: float | None) -> dict[str, Any]:
     """What ``readme_tables.json`` keeps of one run."""
-    return {"run_dir": str(run_dir.resolve()), "report_json": str((run_dir / "report.json").resolve()),
+    return {"run_dir": run_dir.name, "report_json": f"{run_dir.name}/report.json",  # relative to --out: no machine paths
             "wall_s": wall_s, "recipe": recipe_line(report["settings"]), "teacher": report["teacher"],
             "final": report["final"], "quantized": report.get("quantized"), "machine": report["machine"]}
 
@@ -297,7 +297,7 @@ def rewrite(args: argparse.Namespace) -> None:
         jobs.append((QUANTIZE, DEPLOY_BLOCK, [f"quantize={QUANTIZE}"], deploy_block))
     for _, block, _, _ in jobs:  # fail before minutes of runs, not after them
         block_body(args.readme.read_text(encoding="utf-8"), block)
-    bodies, results = {}, {"script": SCRIPT, "out": str(out), "runs": {}}
+    bodies, results = {}, {"script": SCRIPT, "runs": {}}
     for name, block, overrides, render in jobs:
         run_dir = out / name
         wall_s = run_spiral(run_dir, overrides, args.results if args.reuse else None)

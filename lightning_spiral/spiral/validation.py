@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_spiral.checks import check_int, is_integer
+from lightning_spiral.console import LIGHTNING_LOGGERS, quiet_loggers
 from lightning_spiral.errors import ModelFormatError, PruningError, SpiralConfigError
 from lightning_spiral.io import restore, save_model
 from lightning_spiral.measure import count_macs
@@ -70,18 +70,9 @@ def check_trainer_builds(trainer: Callable[..., L.Trainer]) -> None:
         raise SpiralConfigError(f"`trainer` is refused by Lightning: {' '.join(str(err).split())}") from err
 
 
-@contextlib.contextmanager
-def quiet_lightning() -> Iterator[None]:
+def quiet_lightning() -> contextlib.AbstractContextManager[None]:
     """Silence Lightning's info lines (device banners) while a check builds a throwaway Trainer."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    return quiet_loggers(*LIGHTNING_LOGGERS)
 
 
 def check_module_optimizers(template: ModuleTemplate) -> None:
