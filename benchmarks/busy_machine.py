@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     run = finished_run(args.run)
     speedups = final_speedups(run, sessions=args.sessions, rounds=args.rounds, repeats=args.repeats, threads=args.threads)
-    result = {"run": str(run), "speedups_b64": speedups, **summary(speedups), "machine": machine_info(args.threads),
+    result = {"run": run.name, "speedups_b64": speedups, **summary(speedups), "machine": machine_info(args.threads),
               "settings": {"sessions": args.sessions, "rounds": args.rounds, "repeats": args.repeats, "threads": args.threads}}
     print(f"| condition | final speed-up b64 (median) | min–max |\n| --- | ---: | --- |\n"
           f"| idle | {result['idle_median']:.2f}× | {result['idle_range'][0]:.2f}–{result['idle_range'][1]:.2f} |\n"
