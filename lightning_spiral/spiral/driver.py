@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
@@ -59,6 +60,15 @@ from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
 def teacher_for_stage(mode: TeacherMode, *, original: nn.Module, previous: nn.Module) -> nn.Module:
     """The network a stage distills from: the stage-0 teacher, or the last kept student."""
     return original if mode == "original" else previous
+
+
+def artifacts_line(output_dir: Path, report: SpiralReport) -> str:
+    """Where the run's files are, as full paths (the serving commands work from any directory)."""
+    root = output_dir.resolve()
+    line = f"[Spiral] report: {root / 'report.md'} · final model: {root / report.final.model_path}"
+    if report.quantized is not None:
+        line += f" · {report.quantized.kind}: {root / report.quantized.model_path}"
+    return line
 
 
 class Spiral(SpiralSetup):
@@ -183,6 +193,7 @@ class Spiral(SpiralSetup):
             self.write(report)
         if self.is_global_zero and self.verbose:
             print_report(report)
+            rank_zero_info(artifacts_line(self.output_dir, report))
         return report
 
     def final_timing(self, report: SpiralReport) -> dict[str, Any]:

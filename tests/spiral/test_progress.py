@@ -159,3 +159,13 @@ def test_stage_progress_leaves_the_global_rng_alone() -> None:
     StageProgress(1, 2, teacher_macs=10**7, example=torch.zeros(1, 1, 8, 8), action="distilling", attr="student").on_fit_start(
         types.SimpleNamespace(max_epochs=1), module)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_the_run_names_its_files_by_full_path(tmp_path) -> None:
+    from lightning_spiral.records import SpiralReport, StageResult
+    from lightning_spiral.spiral.driver import artifacts_line
+
+    teacher = StageResult(stage=0, top1=0.9, val_top1=0.9, params=10, macs=100, latency_ms_b1=1.0, latency_ms_b64=9.0,
+                          size_bytes=10, model_path="stage_0/model.pt", kept=True, amount=0.0, wall_s=1.0)
+    line = artifacts_line(tmp_path / "run", SpiralReport(teacher=teacher))
+    assert f"final model: {(tmp_path / 'run' / 'stage_0' / 'model.pt').resolve()}" in line
