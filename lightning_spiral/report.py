@@ -15,14 +15,8 @@ Plots use ``matplotlib.figure.Figure`` with the Agg canvas directly, so the user
 is never touched.
 
 Example:
-    >>> teacher = StageResult(stage=0, top1=0.78, val_top1=0.79, params=590_000, macs=43_800_000,
-    ...     latency_ms_b1=1.3, latency_ms_b64=40.0, size_bytes=2_400_000, model_path="stage_0/model.pt",
-    ...     kept=True, amount=0.0, wall_s=470.0)
-    >>> student = StageResult(stage=1, top1=0.765, val_top1=0.77, params=150_000, macs=8_800_000,
-    ...     latency_ms_b1=0.6, latency_ms_b64=15.0, size_bytes=620_000, model_path="stage_1/model.pt",
-    ...     kept=True, amount=0.5, wall_s=125.0)
-    >>> summary_line(SpiralReport(teacher=teacher, stages=[student]))
-    'Final: stage 1, top-1 76.50 % (-1.50 pts), 20.1 % of the MACs, ≈2.67× the batch-64 speed.'
+    >>> format_count(43_800_000), format_bytes(2_400_000), format_score("val/top1", 0.912)
+    ('43.8M', '2.4 MB', '91.20')
 """
 
 from __future__ import annotations
