@@ -189,7 +189,7 @@ def machine_line(report: dict[str, Any]) -> str:
     accelerator = (report["settings"].get("trainer") or {}).get("accelerator", "?")
     return (f"Machine: {cpu_name()}, {m['cpu_count']} cores, trainer accelerator `{accelerator}`; Python {m['python']}, torch {m['torch']}, "
             f"lightning {m['lightning']}, torch-pruning {m['torch_pruning']}; {m['platform']}. Latency: "
-            f"{m['threads']} threads, median of {spiral['latency_repeats']} runs.")
+            f"{m['threads']} threads, fastest of {spiral['latency_repeats']} runs.")
 
 
 def wall_text(report: dict[str, Any], wall_s: float | None) -> str:

@@ -156,7 +156,7 @@ def test_default_block_renders_a_synthetic_run_into_a_synthetic_readme(tmp_path)
                       "KDLoss (alpha=0.5, temperature=2.0) from the previous teacher.")
     assert recipe in body.splitlines() and "| 1 | 89.00 |" in body and "Final: stage 1." in body
     assert "Machine: python=3.11" not in body and "20 s wall time" in body and "15 s of it training" in body
-    assert "median of 5 runs" in body
+    assert "fastest of 5 runs" in body
     readme = tmp_path / "README.md"
     readme.write_text(tables.replace_block(SYNTHETIC, "default-run", body))
     assert tables.recipe_in(readme.read_text()) == recipe
