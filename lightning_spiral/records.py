@@ -29,14 +29,25 @@ import platform
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lightning_spiral.checks import check_int, check_interval
 from lightning_spiral.errors import SpiralConfigError
 
+R = TypeVar("R")
+
 REPORT_JSON = "report.json"
 REPORT_MARKDOWN = "report.md"
 REPORT_PLOT = "spiral.png"
+
+
+def record_from_dict(cls: type[R], data: dict[str, Any], what: str) -> R:
+    """``cls(**data)`` over its fields (other keys ignored), refusing data that lacks a required field."""
+    fields = dataclasses.fields(cls)
+    missing = sorted(f.name for f in fields if f.default is dataclasses.MISSING and f.name not in data)
+    if missing:
+        raise SpiralConfigError(f"`data` of {what} lacks the keys {missing}; found {sorted(data)}.")
+    return cls(**{f.name: data[f.name] for f in fields if f.name in data})
 
 
 @dataclasses.dataclass
@@ -79,11 +90,7 @@ class QuantizedResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantizedResult:
         """Inverse of :meth:`to_dict`."""
-        fields = dataclasses.fields(cls)
-        missing = sorted(f.name for f in fields if f.default is dataclasses.MISSING and f.name not in data)
-        if missing:
-            raise SpiralConfigError(f"`data` of a quantized result lacks the keys {missing}; found {sorted(data)}.")
-        return cls(**{f.name: data[f.name] for f in fields if f.name in data})
+        return record_from_dict(cls, data, "a quantized result")
 
 
 @dataclasses.dataclass
@@ -159,11 +166,7 @@ class StageResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageResult:
         """Inverse of :meth:`to_dict`; keys that are not fields (e.g. ratios) are ignored."""
-        fields = dataclasses.fields(cls)
-        missing = sorted(f.name for f in fields if f.default is dataclasses.MISSING and f.name not in data)
-        if missing:
-            raise SpiralConfigError(f"`data` of a stage result lacks the keys {missing}; found {sorted(data)}.")
-        return cls(**{f.name: data[f.name] for f in fields if f.name in data})
+        return record_from_dict(cls, data, "a stage result")
 
 
 @dataclasses.dataclass
