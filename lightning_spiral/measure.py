@@ -4,7 +4,10 @@ Every figure the spiral reports comes from here, so teacher, students and export
 measured the same way:
 
 - MACs are counted by Torch-Pruning's ``count_ops_and_params`` for **one sample** (it divides by the
-  batch size) and include the cheap layers it knows (bias adds, BatchNorm, ReLU, pooling).
+  batch size) and include the cheap layers it knows (bias adds, BatchNorm, ReLU, pooling). A network
+  that computes attention is counted by PyTorch's ``FlopCounterMode`` instead (module hooks miss the
+  attention matmuls and Hugging Face's ``Conv1D``): every matmul, convolution and attention product,
+  on the real forward path (the attention mask included), MACs = FLOPs / 2.
 - Latency is the fastest wall-clock time of ``model(x)`` on the CPU after a warm-up, in eval mode,
   under ``torch.inference_mode()`` and a fixed thread count. The fastest call resists the outliers a shared
   machine produces; ratios between models are steadier than absolute times. Exported models are
@@ -35,12 +38,22 @@ from typing import Literal, get_args
 import torch
 import torch.nn as nn
 import torch_pruning as tp
+from torch.utils import flop_counter
 
 from lightning_spiral.checks import check_choice, check_int, refuse
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models.spec import check_sizes
 from lightning_spiral.module_network import check_network
 from lightning_spiral.timing import prepared, time_calls, time_forward, timing_threads
+
+aten = torch.ops.aten
+# Attention products: where one of these runs, hooks on modules miss MACs and FlopCounterMode counts.
+_ATTENTION_OPS = {aten.bmm, aten.baddbmm, aten._scaled_dot_product_flash_attention_for_cpu,
+                  aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_flash_attention,
+                  aten._scaled_dot_product_cudnn_attention}
+# torch's counter has no formula for the CPU flash kernel; it computes the same products as the others.
+_CPU_ATTENTION = {aten._scaled_dot_product_flash_attention_for_cpu:
+                  lambda query, key, value, *_args, out_shape=None, **_kwargs: flop_counter.sdpa_flop_count(query, key, value)}
 
 # Layers whose weights structured and unstructured pruning act on.
 _WEIGHTED_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
@@ -105,6 +118,9 @@ def count_macs(model: nn.Module, example_inputs: torch.Tensor) -> int:
     # count_ops_and_params (1.6.1) counts on a deep copy in eval mode; switching the original to
     # eval as well keeps BatchNorm statistics safe should a later version count in place.
     try:
+        attention_macs = count_attention_macs(model, example_inputs)
+        if attention_macs is not None:
+            return attention_macs
         with _eval_mode(model), torch.no_grad():
             macs, _params = tp.utils.count_ops_and_params(model, example_inputs)
     except (RuntimeError, TypeError, ValueError, IndexError) as err:
@@ -114,6 +130,29 @@ def count_macs(model: nn.Module, example_inputs: torch.Tensor) -> int:
             "forward takes (what your `training_step` passes to it, after any reshaping)."
         ) from err
     return int(macs)
+
+
+def count_attention_macs(model: nn.Module, example_inputs: torch.Tensor) -> int | None:
+    """MACs of one sample counted by ``FlopCounterMode`` if ``model`` computes attention, else ``None``.
+
+    Gradients stay enabled for the pass: ``nn.MultiheadAttention`` then takes its plain path instead
+    of the fused inference kernel, which the counter cannot see into.
+
+    Example:
+        >>> mha_block = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+        >>> # 4 tokens: q, k, v 4*16*48 + scores and mixing 2*4*4*16 + output 4*16*16 + MLP 2*4*16*32
+        >>> count_attention_macs(mha_block, torch.randn(1, 4, 16))
+        8704
+        >>> count_attention_macs(nn.Linear(4, 2), torch.randn(1, 4)) is None
+        True
+    """
+    counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+    with _eval_mode(model), torch.enable_grad(), counter:
+        model(example_inputs)
+    counts = counter.get_flop_counts().get("Global", {})
+    if not _ATTENTION_OPS & set(counts):
+        return None
+    return int(counter.get_total_flops() // 2 // max(len(example_inputs), 1))
 
 
 def measure_latency(

@@ -76,9 +76,8 @@ def replay_history(model: nn.Module, spec: ModelSpec, source: str) -> nn.Module:
         was_training = model.training
         model.eval()  # tracing runs a forward pass: in train mode it would change BatchNorm statistics
         try:
-            with torch.enable_grad():  # the dependency graph is traced through autograd
-                graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_for(spec, model))
-                graph.load_pruning_history([list(step) for step in spec.pruning_history])
+            for steps in _runs_of_one_kind(spec.pruning_history):
+                _replay(model, spec, steps)
         except Exception as err:  # whatever torch-pruning raises on a network that is not the saved one
             raise ModelFormatError(
                 f"The pruning history of {source} does not fit the {type(model).__name__} it is replayed on "
@@ -88,6 +87,32 @@ def replay_history(model: nn.Module, spec: ModelSpec, source: str) -> nn.Module:
             model.train(was_training)
         sync_after_pruning(model)
     return attach_spec(model, ModelSpec.from_dict(spec.to_dict()))
+
+
+def _runs_of_one_kind(history: list[list[Any]]) -> list[list[list[Any]]]:
+    """``history`` cut into consecutive runs of torch-pruning steps and single transformer steps."""
+    runs: list[list[list[Any]]] = []
+    for step in history:
+        channel_step = isinstance(step[1], bool)
+        if channel_step and runs and isinstance(runs[-1][-1][1], bool):
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return runs
+
+
+def _replay(model: nn.Module, spec: ModelSpec, steps: list[list[Any]]) -> None:
+    """Torch-pruning steps through one dependency graph traced now; a transformer step directly."""
+    if not isinstance(steps[0][1], bool):
+        # imported here: lightning_spiral.pruning's callback imports this module
+        from lightning_spiral.pruning.transformer import apply_step, sync_configs
+
+        apply_step(model, steps[0])
+        sync_configs(model)
+        return
+    with torch.enable_grad():  # the dependency graph is traced through autograd
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_for(spec, model))
+        graph.load_pruning_history([list(step) for step in steps])
 
 
 def check_unpruned(model: nn.Module, argument: str) -> None:

@@ -47,8 +47,8 @@ PYTHON_API = [
     (lambda: stage_macs_ratios(0.2, 3, "exponential"),
      "`schedule` must be one of ['geometric', 'linear', 'cubic'], got 'exponential'."),
     (lambda: build_model("resnet21", num_classes=10, input_shape=(3, 32, 32)),
-     "`name` must be one of ['small_cnn', 'resnet20', 'resnet56', 'vgg11_bn', 'vgg16_bn', 'vgg_bn', 'mobilenet_v2'] "
-     "or 'torchvision.<name>', got 'resnet21'."),
+     "`name` must be one of ['small_cnn', 'resnet20', 'resnet56', 'vgg11_bn', 'vgg16_bn', 'vgg_bn', 'mobilenet_v2'], "
+     "'torchvision.<name>' or 'hf.<bert|gpt2|vit>', got 'resnet21'."),
     (lambda: build_model("resnet20", num_classes=1, input_shape=(3, 32, 32)), "`num_classes` must be an integer >= 2, got 1."),
     (lambda: build_model("resnet20", num_classes=10, input_shape=(3, 32, 32), depth=3),
      "Unknown keyword arguments ['depth'] for model 'resnet20'; it accepts [] (`num_classes` is given directly "

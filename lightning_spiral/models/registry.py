@@ -29,6 +29,7 @@ from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.models.cifar_mobilenet_v2 import CifarMobileNetV2
 from lightning_spiral.models.cifar_resnet import resnet20, resnet56
 from lightning_spiral.models.cifar_vgg import vgg11_bn, vgg16_bn, vgg_bn
+from lightning_spiral.models.huggingface import HF_MODELS, HF_PREFIX, build_huggingface_model
 from lightning_spiral.models.small_cnn import SmallCNN
 from lightning_spiral.models.spec import ModelSpec, attach_spec, check_sizes
 from lightning_spiral.models.torchvision_models import TORCHVISION_PREFIX, build_torchvision_model
@@ -56,10 +57,13 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
     """Build the registered model ``name`` and attach the :class:`ModelSpec` that rebuilds it.
 
     Args:
-        name: one of :data:`MODEL_NAMES`, a name added with :func:`register_model`, or
-            ``"torchvision.<name>"`` for a torchvision classification model (e.g. ``"torchvision.resnet18"``).
+        name: one of :data:`MODEL_NAMES`, a name added with :func:`register_model`,
+            ``"torchvision.<name>"`` for a torchvision classification model (e.g. ``"torchvision.resnet18"``),
+            or ``"hf.bert"``, ``"hf.gpt2"``, ``"hf.vit"`` for a Hugging Face model built from its config
+            (:mod:`~lightning_spiral.models.huggingface`; its keyword arguments are the config's).
         num_classes: number of output logits, at least 2.
-        input_shape: shape of one sample, ``(C, H, W)``; ``C`` sets the model's input channels.
+        input_shape: shape of one sample, ``(C, H, W)``; ``C`` sets the model's input channels. For
+            Hugging Face text models ``(sequence_length,)`` of token ids.
         **kwargs: the model's own arguments, plain JSON values only (sequences are stored as lists):
             ``widths`` for ``small_cnn``, ``width_mult`` for ``mobilenet_v2``, ``weights`` for
             torchvision models; the CIFAR ResNets and VGGs take none.
@@ -76,6 +80,8 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
         >>> net(torch.randn(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
+    if isinstance(name, str) and name.startswith(HF_PREFIX):
+        return _build_huggingface(name, num_classes, input_shape, kwargs)
     builder = _builder(name)
     check_int("num_classes", num_classes, 2)
     shape = _checked_input_shape(name, input_shape)
@@ -89,6 +95,15 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
         )
     model = builder(num_classes=num_classes, in_channels=shape[0], **kwargs)
     return attach_spec(model, ModelSpec(name=name, kwargs={"num_classes": num_classes, **kwargs}, input_shape=shape))
+
+
+def _build_huggingface(name: str, num_classes: int, input_shape: Sequence[int], kwargs: dict[str, Any]) -> nn.Module:
+    kwargs = {key: _plain_json(key, value) for key, value in kwargs.items()}
+    model = build_huggingface_model(name.removeprefix(HF_PREFIX), num_classes, tuple(input_shape), **kwargs)
+    text = HF_MODELS[name.removeprefix(HF_PREFIX)][2] == "tokens"
+    spec = ModelSpec(name=name, kwargs={"num_classes": num_classes, **kwargs}, input_shape=tuple(input_shape),
+                     input_dtype="int64" if text else "float32")
+    return attach_spec(model, spec)
 
 
 def register_model(name: str, builder: Callable[..., nn.Module]) -> None:
@@ -156,7 +171,7 @@ def _builder(name: str) -> Callable[..., nn.Module]:
     if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
         return functools.partial(build_torchvision_model, name.removeprefix(TORCHVISION_PREFIX))
     # the built-ins only: the wording must not depend on what this process registered
-    raise refuse("name", name, f"one of {list(MODEL_NAMES)} or 'torchvision.<name>'")
+    raise refuse("name", name, f"one of {list(MODEL_NAMES)}, 'torchvision.<name>' or 'hf.<{'|'.join(HF_MODELS)}>'")
 
 
 def _checked_input_shape(name: str, input_shape: Sequence[int]) -> tuple[int, int, int]:

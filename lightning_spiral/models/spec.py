@@ -38,7 +38,9 @@ from lightning_spiral.errors import ModelFormatError
 
 _SPEC_ATTRIBUTE = "_lightning_spiral_spec"
 
-PruningStep = list  # [module_name: str, is_out_channel_pruning: bool, indices: list[int]]
+# [module_name: str, is_out_channel_pruning: bool, indices: list[int]] — a torch-pruning step — or
+# [module_path: str, kind: "heads" | "mlp" | "blocks", removed: list[int]] — a transformer step.
+PruningStep = list
 
 
 @dataclasses.dataclass
@@ -103,14 +105,23 @@ class ModelSpec:
                 name=None if data["name"] is None else str(data["name"]),
                 kwargs=None if data["kwargs"] is None else dict(data["kwargs"]),
                 input_shape=None if data["input_shape"] is None else tuple(int(d) for d in data["input_shape"]),
-                pruning_history=[
-                    [str(name), bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in data["pruning_history"]
-                ],
+                pruning_history=[_step(step) for step in data["pruning_history"]],
                 input_dtype=str(data.get("input_dtype", "float32")),
                 network_class=data.get("network_class"),
             )
         except (TypeError, ValueError) as err:
             raise ModelFormatError(f"Model spec has a malformed value ({type(err).__name__}: {err}).") from err
+
+
+_TRANSFORMER_STEPS = ("heads", "mlp", "blocks")
+
+
+def _step(step: Sequence[Any]) -> PruningStep:
+    """One history step as plain values; a transformer step keeps its kind string."""
+    name, kind, indices = step
+    if isinstance(kind, str) and kind not in _TRANSFORMER_STEPS:
+        raise ValueError(f"unknown step kind {kind!r}, expected one of {list(_TRANSFORMER_STEPS)} or a bool")
+    return [str(name), kind if isinstance(kind, str) else bool(kind), [int(i) for i in indices]]
 
 
 def attach_spec(model: nn.Module, spec: ModelSpec) -> nn.Module:

@@ -30,8 +30,11 @@ from lightning_spiral.measure import _eval_mode, count_macs, count_params
 from lightning_spiral.model_record import store_network_record
 from lightning_spiral.models.spec import spec_of
 from lightning_spiral.module_network import network_of
+from lightning_spiral.pruning.transformer import has_units
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, needs_gradients
 from lightning_spiral.pruning.structured import (
+    UNIT_MODES,
+    UnitMode,
     check_layer_amounts,
     check_layer_paths,
     check_round_to,
@@ -63,6 +66,9 @@ class PruningCallback(L.Callback):
         layer_amounts: per-layer overrides of ``amount`` by module path, e.g. ``{"features.0.0": 0.1}``.
         global_pruning: rank channels across layers instead of per layer.
         round_to: keep channel counts multiples of this number.
+        units: how a transformer is pruned: ``"heads_mlp"`` (whole attention heads and MLP neurons),
+            ``"mlp"`` (MLP neurons only) or ``"channels"``; networks without attention prune channels.
+        drop_blocks: for a transformer: whole blocks removed first, the least influential ones.
         attr: attribute of the LightningModule holding the network to prune; ``None`` means
             ``"student"`` when the module has one (as :class:`~lightning_spiral.SpiralModule` does),
             else the LightningModule itself.
@@ -94,6 +100,8 @@ class PruningCallback(L.Callback):
         layer_amounts: Mapping[str, float] | None = None,
         global_pruning: bool = False,
         round_to: int | None = None,
+        units: UnitMode = "heads_mlp",
+        drop_blocks: int = 0,
         attr: str | None = None,
         example_input: torch.Tensor | None = None,
         example_input_shape: Sequence[int] | None = None,
@@ -110,6 +118,8 @@ class PruningCallback(L.Callback):
         self.layer_amounts = check_layer_amounts(layer_amounts)
         self.global_pruning = check_bool("global_pruning", global_pruning)
         self.round_to = check_round_to(round_to)
+        self.units = check_choice("units", units, UNIT_MODES)
+        self.drop_blocks = check_int("drop_blocks", drop_blocks, 0)
         self.attr = attr
         self.example_input = check_example_input(example_input, example_input_shape)
         self.example_input_shape = None if example_input_shape is None else tuple(example_input_shape)
@@ -125,6 +135,7 @@ class PruningCallback(L.Callback):
         network = self.network_of(pl_module)
         example_inputs = self.example_inputs(trainer, pl_module, network)
         before = (count_params(network), count_macs(network, example_inputs))
+        pruned_what = "of heads and MLP neurons" if self.units != "channels" and has_units(network) else "of channels"
         if needs_gradients(self.importance):
             self.accumulate_gradients(trainer, pl_module, network)
         self.prune_network(network, example_inputs)
@@ -135,7 +146,8 @@ class PruningCallback(L.Callback):
         check_same_architecture_on_all_ranks(trainer, network)
         if self.verbose:
             rank_zero_info(
-                f"[PruningCallback] removed {self.applied_amount:.1%} of channels ({self.importance}): "
+                f"[PruningCallback] removed {self.applied_amount:.1%} {pruned_what}"
+                f"{f' and {self.drop_blocks} blocks' if self.drop_blocks else ''} ({self.importance}): "
                 f"params {before[0]:,} -> {after[0]:,}, MACs {before[1]:,} -> {after[1]:,}"
             )
         if self.verbose == 2:
@@ -169,6 +181,8 @@ class PruningCallback(L.Callback):
             ignored_layers=self.ignored_layers,
             layer_amounts=self.layer_amounts,
             round_to=self.round_to,
+            units=self.units,
+            drop_blocks=self.drop_blocks,
         )
         amount = self.amount
         if self.target_macs_ratio is not None:

@@ -23,19 +23,20 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from lightning_spiral.checks import check_bool, check_int, check_interval, refuse
+from lightning_spiral.checks import check_bool, check_choice, check_int, check_interval, refuse
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_pruning
 from lightning_spiral.models.spec import PruningStep, record_pruning
 from lightning_spiral.pruning.coupling import output_widths, warn_over_pruned
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
+from lightning_spiral.pruning.transformer import check_drop_blocks, check_unit_importance, configs_of, has_units, prune_units
 from lightning_spiral.pruning.target import (
     amount_for_latency,
     amount_for_ratio,
@@ -46,6 +47,8 @@ from lightning_spiral.pruning.target import (
 
 
 AMOUNT_HINT = "0.3 removes 30% of the channels of every prunable layer (about 50% of the MACs)."
+UnitMode = Literal["heads_mlp", "mlp", "channels"]
+UNIT_MODES: tuple[str, ...] = ("heads_mlp", "mlp", "channels")
 
 
 def check_amount(amount: float | None, name: str = "amount", *, none_ok: bool = False) -> float | None:
@@ -77,6 +80,28 @@ def check_layer_paths(layers: Sequence[str | nn.Module] | None) -> list[str | nn
         raise refuse("ignored_layers", layers, "None or a list of module paths",
                      "Pass a list, also for one layer: ['head'].")
     return list(layers)
+
+
+def check_transformer_options(model: nn.Module, units: UnitMode, drop_blocks: int, importance: str,
+                              global_pruning: bool) -> bool:
+    """Validate ``units`` and ``drop_blocks`` against ``model``; whether it is pruned by transformer units."""
+    check_choice("units", units, UNIT_MODES, hint="'heads_mlp' removes attention heads and MLP neurons, 'mlp' MLP "
+                 "neurons only (a Hugging Face round trip of BERT/GPT-2), 'channels' prunes channels everywhere.")
+    check_int("drop_blocks", drop_blocks, 0, hint="It is the number of whole transformer blocks to remove.")
+    by_units = units != "channels" and has_units(model)
+    if drop_blocks and not by_units:
+        raise SpiralConfigError(
+            f"`drop_blocks`={drop_blocks} removes transformer blocks, but {type(model).__name__} is pruned by channels "
+            f"(units={units!r}{'' if units == 'channels' else ', no attention heads found'}). Use `drop_blocks=0`."
+        )
+    if by_units:
+        check_unit_importance(importance)
+        if drop_blocks:
+            check_drop_blocks(model, drop_blocks)
+        if global_pruning:
+            raise SpiralConfigError("`global_pruning`=True ranks channels across layers; attention heads and MLP "
+                                    "neurons are pruned per layer. Use `global_pruning=False` or `layer_amounts`.")
+    return by_units
 
 
 def check_targets(
@@ -139,6 +164,8 @@ def prune(
     ignored_layers: Sequence[str | nn.Module] | None = None,
     layer_amounts: Mapping[str, float] | None = None,
     round_to: int | None = None,
+    units: UnitMode = "heads_mlp",
+    drop_blocks: int = 0,
 ) -> nn.Module:
     """Remove ``amount`` of the channels of ``model`` in place (or enough to reach a MACs ratio); return it.
 
@@ -161,6 +188,13 @@ def prune(
             (the layer's dependency group is pruned by that fraction instead).
         round_to: keep channel counts multiples of this number (e.g. 8 for tensor cores); models
             with attention heads also keep multiples of their head count.
+        units: ``"heads_mlp"``: a transformer (Hugging Face BERT/GPT-2/ViT/LLaMA-style attention,
+            torchvision's ViT) loses ``amount`` of every attention layer's heads and of every MLP's
+            neurons, head size and hidden width kept (:mod:`~lightning_spiral.pruning.transformer`);
+            ``"mlp"``: MLP neurons only, heads kept; ``"channels"``: channel pruning for every model,
+            e.g. the hidden width of torchvision's ViT. Networks without attention are always pruned by channels.
+        drop_blocks: for a transformer: first remove this many whole blocks,
+            those whose output differs least from their input (:mod:`~lightning_spiral.pruning.depth`).
 
     Returns:
         The same ``model`` object, with smaller layers and the steps appended to its pruning history.
@@ -185,6 +219,8 @@ def prune(
         layer_amounts=check_layer_amounts(layer_amounts),
         round_to=check_round_to(round_to),
     )
+    by_units = check_transformer_options(model, units, drop_blocks, importance, options["global_pruning"])
+    options.update(units=units, drop_blocks=drop_blocks)
     latency_batch_size = check_latency_batch_size(latency_batch_size)
     check_gradients(model, importance)
     if target_macs_ratio is not None or target_params_ratio is not None:
@@ -193,6 +229,8 @@ def prune(
     elif target_latency_ms is not None:
         amount = amount_for_latency(model, example_inputs, target_latency_ms, batch_size=latency_batch_size,
                                     prune_kwargs=options, prune_fn=prune)
+    if by_units:
+        return _prune_units_by_amount(model, example_inputs, amount, **options)
     return _prune_by_amount(model, example_inputs, amount, **options)
 
 
@@ -216,6 +254,7 @@ def _prune_by_amount(
     ignored_layers: Sequence[str | nn.Module] | None,
     layer_amounts: Mapping[str, float] | None,
     round_to: int | None,
+    **_transformer_options: Any,
 ) -> nn.Module:
     """:func:`prune` once the amount is known and every argument is checked; warns about coupled layers."""
     multiple = channel_multiple(model)
@@ -226,18 +265,51 @@ def _prune_by_amount(
     pruner_options = dict(importance=make_importance(importance), pruning_ratio=amount, pruning_ratio_dict=overrides or None,
                           global_pruning=global_pruning, ignored_layers=ignored, round_to=round_to)
     before = output_widths(model)
-    steps = _prune_or_roll_back(model, example_inputs, pruner_options)
+    steps = _prune_or_roll_back(model, example_inputs, lambda: _torch_pruning_step(model, example_inputs, pruner_options))
     record_pruning(model, steps, example_inputs)
     if not global_pruning:  # global ranking removes different fractions per layer by design
         warn_over_pruned(model, before, amount, overrides, ignored, round_to, stacklevel=4)  # blames prune's caller
     return model
 
 
-def _prune_or_roll_back(model: nn.Module, example_inputs: torch.Tensor, pruner_options: dict[str, Any]) -> list[PruningStep]:
-    """One torch-pruning step and a check forward; on any failure every submodule is put back as it was.
+def _prune_units_by_amount(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    amount: float,
+    *,
+    importance: ImportanceName,
+    ignored_layers: Sequence[str | nn.Module] | None,
+    layer_amounts: Mapping[str, float] | None,
+    round_to: int | None,
+    units: UnitMode,
+    drop_blocks: int,
+    **_channel_options: Any,
+) -> nn.Module:
+    """:func:`prune` of a transformer: blocks, then heads and MLP neurons (:func:`prune_units`)."""
+    ignored = [] if ignored_layers is None else resolve_layers(model, ignored_layers)
+    overrides = {resolve_layers(model, [name], argument="layer_amounts")[0]: value for name, value in (layer_amounts or {}).items()}
+    steps = _prune_or_roll_back(model, example_inputs, lambda: prune_units(
+        model, example_inputs, amount, importance=importance, ignored=ignored, overrides=overrides, round_to=round_to,
+        blocks_to_drop=drop_blocks, heads=units == "heads_mlp"))
+    record_pruning(model, steps, example_inputs)
+    return model
+
+
+def _torch_pruning_step(model: nn.Module, example_inputs: torch.Tensor, pruner_options: dict[str, Any]) -> list[PruningStep]:
+    """One torch-pruning step; the steps as plain values (``[module_name, is_out_channel_pruning, indices]``)."""
+    pruner = RoundingMetaPruner(model, example_inputs, **pruner_options)
+    pruner.step()
+    sync_after_pruning(model)
+    return [[str(name), bool(is_out), [int(i) for i in torch.as_tensor(idxs).flatten().tolist()]]
+            for name, is_out, idxs in pruner.pruning_history()]
+
+
+def _prune_or_roll_back(model: nn.Module, example_inputs: torch.Tensor,
+                        apply: Callable[[], list[PruningStep]]) -> list[PruningStep]:
+    """``apply()`` and a check forward; on any failure every submodule (and config) is put back as it was.
 
     Returns:
-        The steps applied, as plain values (``[module_name, is_out_channel_pruning, indices]``).
+        The steps ``apply`` took.
     """
     was_training = model.training
     model.eval()  # tracing runs a forward pass: in train mode it would corrupt BatchNorm statistics
@@ -245,9 +317,7 @@ def _prune_or_roll_back(model: nn.Module, example_inputs: torch.Tensor, pruner_o
     tracker = LastModuleEntered(model)
     try:
         with torch.enable_grad(), tracker:  # the graph is traced through autograd
-            pruner = RoundingMetaPruner(model, example_inputs, **pruner_options)
-            pruner.step()
-            sync_after_pruning(model)
+            steps = apply()
             tracker.reset()
             with torch.no_grad():
                 model(example_inputs)  # a layer that pruning cannot handle shows up here, not mid-training
@@ -262,8 +332,7 @@ def _prune_or_roll_back(model: nn.Module, example_inputs: torch.Tensor, pruner_o
         ) from err
     finally:
         model.train(was_training)
-    return [[str(name), bool(is_out), [int(i) for i in torch.as_tensor(idxs).flatten().tolist()]]
-            for name, is_out, idxs in pruner.pruning_history()]
+    return steps
 
 
 class RoundingMetaPruner(tp.pruner.MetaPruner):
@@ -304,6 +373,7 @@ class ModuleSnapshot:
 
     def __init__(self, model: nn.Module) -> None:
         self._states = [(module, self._state_of(module)) for module in model.modules()]
+        self._configs = [(config, dict(vars(config))) for config in configs_of(model)]  # Hugging Face configs
 
     @classmethod
     def _state_of(cls, module: nn.Module) -> dict[str, Any]:
@@ -321,6 +391,9 @@ class ModuleSnapshot:
                     getattr(module, key).update(value)
                 else:
                     vars(module)[key] = value
+        for config, state in self._configs:
+            vars(config).clear()
+            vars(config).update(state)
 
 
 class LastModuleEntered:

@@ -90,7 +90,7 @@ def test_torch_pruning_halves_channels_and_keeps_outputs(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "num_classes", "input_shape", "kwargs", "match"),
     [
-        ("resnet21", 10, CIFAR_SHAPE, {}, r"`name` must be one of \['small_cnn', .*\] or 'torchvision.<name>', got 'resnet21'"),
+        ("resnet21", 10, CIFAR_SHAPE, {}, r"`name` must be one of \['small_cnn', .*\], 'torchvision.<name>' or 'hf.<bert\|gpt2\|vit>', got 'resnet21'"),
         ("torch.nn.Linear", 10, CIFAR_SHAPE, {}, r"`name` must be one of .* got 'torch.nn.Linear'"),
         ("torchvision.fasterrcnn_resnet50_fpn", 10, CIFAR_SHAPE, {}, r"torchvision classification model .* got 'torchvision.fasterrcnn"),
         ("resnet20", 1, CIFAR_SHAPE, {}, r"`num_classes` must be an integer >= 2, got 1"),

@@ -24,7 +24,8 @@ def test_torchvision_model_prunes_trains_and_reloads(tmp_path, name: str, side: 
     model = build_model(f"torchvision.{name}", num_classes=10, input_shape=shape)
     example = torch.randn(1, *shape)
     macs = count_macs(model, example)
-    prune(model, example, amount=0.3)
+    # ViT by channels here (its width); by heads in tests/pruning/test_transformer_pruning.py
+    prune(model, example, amount=0.3, units="channels")
     assert 0.35 < count_macs(model, example) / macs < 0.65  # 30% of channels: about half the MACs
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -40,7 +41,7 @@ def test_torchvision_model_prunes_trains_and_reloads(tmp_path, name: str, side: 
 
 def test_vit_widths_stay_multiples_of_the_head_count() -> None:
     model = build_model("torchvision.vit_b_16", num_classes=10, input_shape=(3, 224, 224))
-    prune(model, torch.randn(1, 3, 224, 224), amount=0.3)
+    prune(model, torch.randn(1, 3, 224, 224), amount=0.3, units="channels")
     attention = model.encoder.layers[0].self_attention
     assert model.hidden_dim == model.conv_proj.out_channels == attention.embed_dim
     assert attention.embed_dim % attention.num_heads == 0 and attention.embed_dim < 768
