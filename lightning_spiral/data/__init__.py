@@ -16,6 +16,8 @@ from lightning_spiral.data.cifar10 import CIFAR10DataModule
 from lightning_spiral.data.digits import DigitsDataModule
 from lightning_spiral.data.image_folder import ImageFolderDataModule
 from lightning_spiral.data.npz import NpzDataModule
+from lightning_spiral.data.sst2 import SST2DataModule
+from lightning_spiral.data.text_vocab import WordVocab
 
 __all__ = [
     "ArrayDataModule",
@@ -25,4 +27,6 @@ __all__ = [
     "ImageArrays",
     "ImageFolderDataModule",
     "NpzDataModule",
+    "SST2DataModule",
+    "WordVocab",
 ]
