@@ -22,8 +22,10 @@ from lightning_spiral.distill.mse import LogitMSELoss
 from lightning_spiral.distill.rkd import RKDLoss
 from lightning_spiral.distill.taps import FeatureTaps
 from lightning_spiral.distill.temperature import CurriculumTemperature, ScheduledTemperature
+from lightning_spiral.distill.transformer import AttentionRelationLoss, HiddenStateLoss, layer_terms, uniform_layer_map
 
 __all__ = [
+    "AttentionRelationLoss",
     "AttentionTransferLoss",
     "CurriculumTemperature",
     "DKDLoss",
@@ -34,6 +36,7 @@ __all__ = [
     "FeatureLoss",
     "FeatureTaps",
     "FitNetLoss",
+    "HiddenStateLoss",
     "KDLoss",
     "LabelCrossEntropy",
     "LogitMSELoss",
@@ -42,5 +45,7 @@ __all__ = [
     "WeightedSum",
     "distillation_terms",
     "feature_paths",
+    "layer_terms",
     "select_output",
+    "uniform_layer_map",
 ]
