@@ -42,7 +42,7 @@ from torch.utils import flop_counter
 
 from lightning_spiral.checks import check_choice, check_int, refuse
 from lightning_spiral.errors import SpiralConfigError
-from lightning_spiral.models.spec import check_sizes
+from lightning_spiral.models.spec import check_sizes, random_input
 from lightning_spiral.module_network import check_network
 from lightning_spiral.timing import prepared, time_calls, time_forward, timing_threads
 
@@ -304,7 +304,7 @@ def measure_model(
 
     return ModelMeasurement(
         params=count_params(cpu_model),
-        macs=count_macs(cpu_model, torch.randn(1, *input_shape)),
+        macs=count_macs(cpu_model, random_input(cpu_model, input_shape, 1)),
         latency_ms_b1=latency(1),
         latency_ms_b64=latency(64),
         sparsity=sparsity(cpu_model),

@@ -159,6 +159,26 @@ def example_for(spec: ModelSpec, model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, *(spec.input_shape or ()), dtype=getattr(torch, spec.input_dtype), device=device)
 
 
+def random_input(model: nn.Module, input_shape: Sequence[int], batch_size: int,
+                 device: str | torch.device = "cpu") -> torch.Tensor:
+    """A batch ``(batch_size, *input_shape)`` that ``model`` takes: random floats, or token id 1 for a text model.
+
+    The dtype is the one ``model``'s record was traced with (``"int64"`` for Hugging Face text
+    models); id 1 is in every vocabulary and is no padding, so every position is attended to.
+
+    Example:
+        >>> from torch import nn
+        >>> random_input(nn.Linear(4, 2), (4,), 3).shape
+        torch.Size([3, 4])
+    """
+    spec = spec_of(model)
+    dtype = getattr(torch, spec.input_dtype) if spec is not None else torch.float32
+    shape = (batch_size, *input_shape)
+    if dtype.is_floating_point:
+        return torch.randn(shape, dtype=dtype, device=device)
+    return torch.ones(shape, dtype=dtype, device=device)
+
+
 def class_path(model: nn.Module) -> str:
     """``module.QualName`` of ``model``'s class, e.g. ``'my_project.nets.ConvNet'``."""
     return f"{type(model).__module__}.{type(model).__qualname__}"

@@ -100,8 +100,10 @@ def check_node_keys(cfg: DictConfig) -> None:
 
 
 def data_facts(node: DictConfig, datamodule: L.LightningDataModule) -> dict[str, Any]:
-    """``num_classes`` and ``input_shape`` of the data, for those of them the model's ``_target_`` accepts."""
+    """``num_classes``, ``input_shape`` (and a text data set's ``vocab_size``) for the model's ``_target_``."""
     facts = {"num_classes": getattr(datamodule, "num_classes", None), "input_shape": list(getattr(datamodule, "input_shape", []))}
+    if getattr(datamodule, "vocab_size", None):
+        facts["vocab_size"] = datamodule.vocab_size
     parameters = target_parameters(node)
     return {name: value for name, value in facts.items() if (parameters is None or name in parameters) and name not in node}
 

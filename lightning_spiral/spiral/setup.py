@@ -40,6 +40,7 @@ from lightning_spiral.spiral.validation import (
     check_strategy_keeps_the_model,
     check_target_reachable,
     check_trainer_builds,
+    data_example,
     scheduled_probe,
 )
 
@@ -207,7 +208,7 @@ class SpiralSetup:
     def example_input(self, given: torch.Tensor | None) -> torch.Tensor:
         """The batch of one that traces the network: given, the module's, the data's shape, or a training batch."""
         if given is None and self.builtin:
-            given = torch.randn(1, *self.datamodule.input_shape)
+            given = data_example(self.datamodule)
         if self.template is None:
             return given
         return self.template.example_input(given, self.datamodule)

@@ -89,12 +89,26 @@ def check_module_optimizers(template: ModuleTemplate) -> None:
         return
 
 
+def data_example(datamodule: L.LightningDataModule, batch_size: int = 1) -> torch.Tensor:
+    """A batch of the data's ``input_shape``: random pixels, or token ids (id 1) where the data has a ``vocab_size``.
+
+    Example:
+        >>> from lightning_spiral.data import DigitsDataModule
+        >>> data_example(DigitsDataModule(), 2).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    shape = (batch_size, *datamodule.input_shape)
+    if getattr(datamodule, "vocab_size", None):  # text: a token every vocabulary has and no padding
+        return torch.ones(shape, dtype=torch.long)
+    return torch.randn(shape)
+
+
 def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModule) -> None:
-    """One forward pass on a zero sample: the network must take the data's shape and give its classes."""
+    """One forward pass on a sample batch: the network must take the data's shape and give its classes."""
     was_training = network.training
     try:
         with torch.no_grad():
-            output = network.eval()(torch.zeros(2, *datamodule.input_shape))
+            output = network.eval()(data_example(datamodule, 2))
     except RuntimeError as err:
         raise SpiralConfigError(
             f"The network cannot take the data's input shape {tuple(datamodule.input_shape)}: {err}"
