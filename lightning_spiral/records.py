@@ -54,22 +54,26 @@ def record_from_dict(cls: type[R], data: dict[str, Any], what: str) -> R:
 class QuantizedResult:
     """The quantized final model, measured in the runtime that serves it.
 
+    Its latency is not a field: the artifact is timed in the same alternating rounds as the teacher
+    and the kept stages, and those figures are the report's ``timing["quantized"]``
+    (:func:`quantized_timing`). Reports written before kept ``latency_ms_b1`` / ``latency_ms_b64``
+    here, each timed alone; they still load, and those keys are ignored.
+
     Args:
         kind: the ``quantize`` option that made it (``"int8_ptq"``, ``"int8_qat"``, ``"fp16"``).
         top1: test top-1 in the serving runtime, as a fraction.
         val_top1: validation top-1 in the serving runtime, as a fraction.
         size_bytes: size of the model file.
-        latency_ms_b1: median latency at batch 1 in the serving runtime, milliseconds.
-        latency_ms_b64: median latency at batch 64, milliseconds.
         runtime: the serving runtime and its version, e.g. ``"onnxruntime 1.32.0"``.
         model_path: the model file, relative to the run directory.
         note: how it was made (e.g. whether fine-tuning ran).
 
     Example:
         >>> q = QuantizedResult(kind="int8_ptq", top1=0.76, val_top1=0.77, size_bytes=130_000,
-        ...     latency_ms_b1=0.1, latency_ms_b64=9.0, runtime="onnxruntime 1.32.0",
-        ...     model_path="quantized/model.onnx")
+        ...     runtime="onnxruntime 1.32.0", model_path="quantized/model.onnx")
         >>> QuantizedResult.from_dict(q.to_dict()) == q
+        True
+        >>> QuantizedResult.from_dict({**q.to_dict(), "latency_ms_b64": 9.0}) == q  # an older report's entry
         True
     """
 
@@ -77,8 +81,6 @@ class QuantizedResult:
     top1: float
     val_top1: float
     size_bytes: int
-    latency_ms_b1: float
-    latency_ms_b64: float
     runtime: str
     model_path: str
     note: str = ""
@@ -179,11 +181,13 @@ class SpiralReport:
         settings: plain values describing the run (teacher mode, target ratio, ...).
         machine: where it was measured; see :func:`machine_info`.
         quantized: the final model quantized for serving, when the run had a ``quantize`` stage.
-        timing: the teacher and every kept stage timed again side by side after the last stage
-            (:func:`lightning_spiral.timing.side_by_side`): ``device``, ``threads``, ``rounds``,
-            ``max_spread``, ``note`` and, per stage number (a string), its latencies, layouts,
-            speed-ups with their min–max over rounds, and ``flagged`` batch sizes. ``None`` until then:
-            the per-stage figures are provisional (each stage timed alone).
+        timing: the teacher, every kept stage and the quantized artifact timed again side by side
+            after the last stage (:func:`lightning_spiral.timing.side_by_side`): ``device``,
+            ``threads``, ``rounds``, ``max_spread``, ``note``; ``stages``: per stage number (a
+            string), its latencies, layouts, speed-ups with their min–max over rounds, and
+            ``flagged`` batch sizes; ``quantized``: the same figures of the quantized artifact in
+            its serving ``runtime`` (``None``, or absent in older reports, without one). ``None``
+            until then: the per-stage figures are provisional (each stage timed alone).
 
     Example:
         >>> t = StageResult(stage=0, top1=0.8, val_top1=0.8, params=10, macs=100, latency_ms_b1=1.0,
@@ -280,6 +284,21 @@ def spiral_settings(report: SpiralReport) -> dict[str, Any]:
 def side_by_side_of(report: SpiralReport, result: StageResult) -> dict[str, Any] | None:
     """The stage's figures from the side-by-side timing, or ``None`` (not timed so: rolled back, or no timing yet)."""
     return (report.timing or {}).get("stages", {}).get(str(result.stage))
+
+
+def quantized_timing(report: SpiralReport) -> dict[str, Any] | None:
+    """The quantized artifact's figures from the side-by-side timing, or ``None`` (no artifact, or not timed so yet).
+
+    Example:
+        >>> t = StageResult(stage=0, top1=0.8, val_top1=0.8, params=10, macs=100, latency_ms_b1=1.0,
+        ...     latency_ms_b64=10.0, size_bytes=4096, model_path="stage_0/model.pt", kept=True,
+        ...     amount=0.0, wall_s=100.0)
+        >>> quantized_timing(SpiralReport(teacher=t, timing={"stages": {}, "quantized": {"speedup_b64": 3.1}}))
+        {'speedup_b64': 3.1}
+        >>> quantized_timing(SpiralReport(teacher=t, timing={"stages": {}})) is None  # timed before the entry existed
+        True
+    """
+    return (report.timing or {}).get("quantized")
 
 
 def format_score(key: str, value: float | None) -> str:

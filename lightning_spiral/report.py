@@ -7,7 +7,8 @@ directory, each atomically:
 
 - ``report.json``: every figure plus ratios to the teacher; :func:`read_report` reads it back
   (resume relies on it);
-- ``report.md``: one table (top-1, Δ to the teacher, params, MACs, latency, speed-up, size);
+- ``report.md``: one table (top-1, Δ to the teacher, params, MACs, latency, speed-up, size), how
+  the latencies were timed, and the quantized artifact's speed-up timed in the same rounds;
 - ``spiral.png``: top-1 against MACs and against batch-64 latency along the spiral.
 
 Accuracies are stored as fractions (0.78) and shown as percentages (78.00); Δ is in points.
@@ -46,6 +47,7 @@ from lightning_spiral.records import (
     StageResult,
     format_score,
     monitor_key,
+    quantized_timing,
     ratio,
     side_by_side_of,
     spiral_settings,
@@ -87,7 +89,7 @@ def table_rows(report: SpiralReport) -> list[list[str]]:
     """The formatted cells of the report table, teacher first, one row per stage, then the quantized model."""
     rows = [list(_cells(result, report).values()) for result in (report.teacher, *report.stages)]
     if report.quantized is not None:
-        rows.append(list(_quantized_cells(report.quantized, report.teacher).values()))
+        rows.append(list(_quantized_cells(report).values()))
     return rows
 
 
@@ -122,6 +124,7 @@ def render_markdown(report: SpiralReport) -> str:
         "",
         timing_line(report),
         "",
+        *([line, ""] if (line := quantized_line(report)) else []),
         f"The `val` column is the monitored validation value, `{monitor_key(report)}`.",
         "",
         f"Machine: {_key_values(report.machine)}",
@@ -140,8 +143,8 @@ def render_table(report: SpiralReport) -> Table:
     results = (report.teacher, *report.stages)
     notes = [f"stage {result.stage}: {escape(result.note)}" for result in results if result.note]
     if report.quantized is not None:
-        notes.append(f"{report.quantized.kind}: {escape(_quantized_cells(report.quantized, report.teacher)['note'])}")
-    caption = "\n".join([summary_line(report), timing_line(report), *notes])
+        notes.append(f"{report.quantized.kind}: {escape(_quantized_cells(report)['note'])}")
+    caption = "\n".join(line for line in (summary_line(report), timing_line(report), quantized_line(report), *notes) if line)
     table = Table(title="Spiral report", caption=caption, box=box.SIMPLE_HEAD, collapse_padding=True)
     columns = [column for column in _COLUMNS if column != "note"]
     for column in columns:
@@ -150,7 +153,7 @@ def render_table(report: SpiralReport) -> Table:
         cells = _cells(result, report)
         table.add_row(*(cells[column] for column in columns), style=None if result.kept else "dim")
     if report.quantized is not None:
-        cells = _quantized_cells(report.quantized, report.teacher)
+        cells = _quantized_cells(report)
         table.add_row(*(cells[column] for column in columns), style="cyan")
     return table
 
@@ -174,7 +177,10 @@ def render_plot(report: SpiralReport) -> bytes:
     _draw_latency_spread(right, report)
     if report.quantized is not None:  # same MACs as the final model; its latency is its own runtime's
         _mark_quantized(left, report.quantized, report.final.macs / 1e6)
-        _mark_quantized(right, report.quantized, report.quantized.latency_ms_b64)
+        timed = quantized_timing(report)
+        if timed is not None:
+            _mark_quantized(right, report.quantized, timed["latency_ms_b64"])
+            _spread_bar(right, timed, report.quantized.top1, color="C2")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     return buffer.getvalue()
@@ -191,10 +197,15 @@ def _draw_latency_spread(axes: Axes, report: SpiralReport) -> None:
     for result in (report.teacher, *report.stages):
         timed = side_by_side_of(report, result)
         if timed is not None and result.top1 is not None:
-            low, high = timed["latency_ms_b64_range"]
-            middle = timed["latency_ms_b64"]
-            axes.errorbar(middle, 100 * result.top1, xerr=[[middle - low], [high - middle]], fmt="none",
-                          ecolor="C0", alpha=0.6, capsize=3, zorder=1)
+            _spread_bar(axes, timed, result.top1, color="C0")
+
+
+def _spread_bar(axes: Axes, timed: dict[str, Any], top1: float, color: str) -> None:
+    """One horizontal error bar from the batch-64 latency's min to its max over the rounds."""
+    low, high = timed["latency_ms_b64_range"]
+    middle = timed["latency_ms_b64"]
+    axes.errorbar(middle, 100 * top1, xerr=[[middle - low], [high - middle]], fmt="none", ecolor=color, alpha=0.6,
+                  capsize=3, zorder=1)
 
 
 def format_count(value: float) -> str:
@@ -221,7 +232,7 @@ def speedup_cell(report: SpiralReport, result: StageResult) -> str:
     """``"2.21×"`` timed side by side, ``"2.21×?"`` when its rounds disagree, ``"≈2.21×"`` when provisional."""
     timed = side_by_side_of(report, result)
     if timed is not None:
-        return f"{timed['speedup_b64']:.2f}×" + ("?" if 64 in timed["flagged"] else "")
+        return _timed_speedup(timed)
     speedup = ratio(report.teacher.latency_ms_b64, result.latency_ms_b64)
     return "–" if speedup is None else f"≈{speedup:.2f}×"
 
@@ -233,9 +244,41 @@ def timing_line(report: SpiralReport) -> str:
         return "Latency: each stage timed alone (≈: provisional figures)."
     line = (f"Latency: timed side by side in {timing['rounds']} alternating rounds on {timing['device']}, "
             f"{timing['threads']} threads, the faster of NCHW/NHWC; speed-ups within rounds (median)")
-    if any(stage["flagged"] for stage in timing["stages"].values()):
+    served = quantized_timing(report)
+    if any(stage["flagged"] for stage in timing["stages"].values()) or (served is not None and served["flagged"]):
         line += f"; ? = rounds disagree by more than {timing['max_spread']:.0%} (a busy machine?)"
     return line + (f". Note: {timing['note']}." if timing.get("note") else ".")
+
+
+def quantized_line(report: SpiralReport) -> str:
+    """The quantized artifact's speed-up over the teacher, timed in the same rounds (``""`` when not timed so).
+
+    ``?`` marks a flagged figure, as in the table (:func:`timing_line` says what it means).
+
+    Example:
+        >>> t = StageResult(stage=0, top1=0.8, val_top1=0.8, params=10, macs=100, latency_ms_b1=1.0,
+        ...     latency_ms_b64=10.0, size_bytes=4096, model_path="stage_0/model.pt", kept=True,
+        ...     amount=0.0, wall_s=100.0)
+        >>> q = QuantizedResult(kind="int8_ptq", top1=0.8, val_top1=0.8, size_bytes=1024,
+        ...     runtime="onnxruntime 1.32.0", model_path="quantized/model.onnx")
+        >>> figures = {"latency_ms_b64": 2.5, "latency_ms_b64_range": [2.4, 2.7], "speedup_b64": 4.0,
+        ...     "speedup_b64_range": [3.8, 4.1], "flagged": [], "runtime": "onnxruntime 1.32.0"}
+        >>> print(quantized_line(SpiralReport(teacher=t, quantized=q, timing={"rounds": 5, "threads": 2, "stages": {},
+        ...     "max_spread": 0.15, "quantized": figures})))
+        int8_ptq in onnxruntime 1.32.0 (2 threads, batch 64): 4.00× the teacher's speed (3.80–4.10× over 5 rounds), 2.50 ms; timed in the same alternating rounds as the stages.
+    """
+    timed = quantized_timing(report)
+    if report.quantized is None or timed is None:
+        return ""
+    timing, (low, high) = report.timing or {}, timed["speedup_b64_range"]
+    return (f"{report.quantized.kind} in {timed['runtime']} ({timing['threads']} threads, batch 64): "
+            f"{_timed_speedup(timed)} the teacher's speed ({low:.2f}–{high:.2f}× over {timing['rounds']} rounds), "
+            f"{timed['latency_ms_b64']:.2f} ms; timed in the same alternating rounds as the stages.")
+
+
+def _timed_speedup(timed: dict[str, Any]) -> str:
+    """A side-by-side batch-64 speed-up, ``?`` appended when its rounds disagree."""
+    return f"{timed['speedup_b64']:.2f}×" + ("?" if 64 in timed["flagged"] else "")
 
 
 def _cells(result: StageResult, report: SpiralReport) -> dict[str, str]:
@@ -261,21 +304,24 @@ def _cells(result: StageResult, report: SpiralReport) -> dict[str, str]:
     return dict(zip(_COLUMNS, values, strict=True))
 
 
-def _quantized_cells(result: QuantizedResult, teacher: StageResult) -> dict[str, str]:
-    """The table row of the quantized model: its kind as the stage, figures from its serving runtime."""
-    speedup = ratio(teacher.latency_ms_b64, result.latency_ms_b64)
+def _quantized_cells(report: SpiralReport) -> dict[str, str]:
+    """The table row of the quantized model: its kind as the stage, figures from its serving runtime.
+
+    Its latencies and speed-up are those of the side-by-side timing; ``–`` until it ran.
+    """
+    result, teacher, timed = report.quantized, report.teacher, quantized_timing(report)
     cells = dict.fromkeys(_COLUMNS, "–")
     cells.update({
         "stage": result.kind,
         "top-1 %": f"{100 * result.top1:.2f}",
         "Δ pts": f"{100 * (result.top1 - teacher.top1):+.2f}",
         "val": f"{100 * result.val_top1:.2f}",
-        "b1 ms": f"{result.latency_ms_b1:.2f}",
-        "b64 ms": f"{result.latency_ms_b64:.2f}",
-        "speedup b64": "–" if speedup is None else f"{speedup:.2f}×",
         "size": format_bytes(result.size_bytes),
         "note": f"{result.runtime}: {result.note}",
     })
+    if timed is not None:
+        cells.update({"b1 ms": f"{timed['latency_ms_b1']:.2f}", "b64 ms": f"{timed['latency_ms_b64']:.2f}",
+                      "speedup b64": _timed_speedup(timed)})
     return cells
 
 

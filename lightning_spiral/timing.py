@@ -6,8 +6,10 @@ within one pass). Here:
 
 - :func:`time_forward` times ``model(x)`` with ``Timer`` (which sets the thread count and
   synchronises an accelerator before reading the clock), warm-up first, fastest of ``repeats``;
-- :func:`interleaved_latency` times several models in alternating rounds: every round times every
-  model once, in every layout and batch size, so a slow spell hits them alike;
+- :func:`interleaved_calls` times several contenders in alternating rounds: every round times every
+  contender once, in every layout and batch size, so a slow spell hits them alike. A contender is
+  any zero-argument call prepared on its input — a model's forward (:func:`forward_calls`;
+  :func:`interleaved_latency` does both) or a serving runtime's session run;
 - :func:`side_by_side` takes each speed-up within a round, and reports the median over rounds, its
   min–max, and a ``flagged`` list of batch sizes whose rounds disagree by more than ``max_spread``
   (relative range), which a report must show as doubtful instead of as fact;
@@ -29,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import statistics
 import time
@@ -40,9 +43,12 @@ import torch
 import torch.nn as nn
 
 from lightning_spiral.checks import check_int, refuse
+from lightning_spiral.models.spec import random_input
 
 MemoryFormat = Literal["contiguous", "channels_last"]
-Rounds = dict[str, dict[int, list[float]]]  # layout -> batch size -> one median per round (ms)
+Rounds = dict[str, dict[int, list[float]]]  # layout -> batch size -> one latency per round (ms)
+Call = Callable[[], Any]  # one timed call, its input prepared beforehand
+CallKey = tuple[str, str, int]  # (contender, layout, batch size)
 MAX_SPREAD = 0.15  # a speed-up whose rounds span more than 15% of its median is flagged
 
 
@@ -129,26 +135,62 @@ def prepared(model: nn.Module, input_shape: Sequence[int], batch_size: int, layo
     if layout not in ("contiguous", "channels_last"):
         raise refuse("memory_format", layout, "one of ['contiguous', 'channels_last']")
     timed = copy.deepcopy(model).eval().to(device)
-    x = torch.randn(batch_size, *input_shape, device=device)  # (B, *input_shape)
+    x = random_input(model, input_shape, batch_size, device)  # (B, *input_shape)
     if layout == "channels_last":
         timed = timed.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)  # (B, C, H, W) stored as NHWC
     return timed, x
 
 
+def forward_calls(models: Mapping[str, nn.Module], input_shape: Sequence[int], *, batch_sizes: Sequence[int] = (1, 64),
+                  layouts: Sequence[MemoryFormat] = ("contiguous",), device: str | torch.device = "cpu") -> dict[CallKey, Call]:
+    """``model(x)`` of every model, prepared (:func:`prepared`) in every layout and batch size, keyed for :func:`interleaved_calls`.
+
+    Example:
+        >>> calls = forward_calls({"net": nn.Linear(4, 2)}, (4,), batch_sizes=(1, 8))
+        >>> sorted(calls), tuple(calls["net", "contiguous", 8]().shape)
+        ([('net', 'contiguous', 1), ('net', 'contiguous', 8)], (8, 2))
+    """
+    calls: dict[CallKey, Call] = {}
+    for name, model in models.items():
+        for layout in layouts:
+            for batch in batch_sizes:
+                timed, x = prepared(model, input_shape, batch, layout, device)
+                calls[name, layout, batch] = functools.partial(timed, x)
+    return calls
+
+
+def interleaved_calls(calls: Mapping[CallKey, Call], *, rounds: int = 5, repeats: int = 20, threads: int = 2) -> dict[str, Rounds]:
+    """Per contender, layout and batch size: the latency of each round; every round times every call once, in order.
+
+    A call is anything timed with no argument: a prepared ``model(x)`` (:func:`forward_calls`), or
+    a serving runtime's session run on a batch it was given beforehand. Calls run under
+    ``torch.inference_mode()`` (as :func:`time_forward` does), which calls outside PyTorch ignore.
+
+    Example:
+        >>> calls = {("fast", "contiguous", 1): lambda: None, ("slow", "contiguous", 1): lambda: time.sleep(1e-3)}
+        >>> times = interleaved_calls(calls, rounds=2, repeats=2, threads=1)
+        >>> len(times["slow"]["contiguous"][1]), times["slow"]["contiguous"][1][0] > times["fast"]["contiguous"][1][0]
+        (2, True)
+    """
+    check_int("rounds", rounds, 1)
+    threads = timing_threads(threads)
+    times: dict[str, Rounds] = {}
+    for name, layout, batch in calls:
+        times.setdefault(name, {}).setdefault(layout, {})[batch] = []
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for (name, layout, batch), call in calls.items():
+                times[name][layout][batch].append(time_calls(call, repeats=repeats, threads=threads))
+    return times
+
+
 def interleaved_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int], *, batch_sizes: Sequence[int] = (1, 64),
                         layouts: Sequence[MemoryFormat] = ("contiguous", "channels_last"), rounds: int = 5,
                         repeats: int = 20, threads: int = 2, device: str | torch.device = "cpu") -> dict[str, Rounds]:
-    """Per model, layout and batch size: the latency of each round (every round times every model once)."""
-    check_int("rounds", rounds, 1)
-    threads = timing_threads(threads)
-    ready = {(name, layout, batch): prepared(model, input_shape, batch, layout, device)
-             for name, model in models.items() for layout in layouts for batch in batch_sizes}
-    times: dict[str, Rounds] = {name: {layout: {batch: [] for batch in batch_sizes} for layout in layouts} for name in models}
-    for _ in range(rounds):
-        for (name, layout, batch), (model, x) in ready.items():
-            times[name][layout][batch].append(time_forward(model, x, repeats=repeats, threads=threads))
-    return times
+    """Per model, layout and batch size: the latency of each round (:func:`interleaved_calls` of :func:`forward_calls`)."""
+    calls = forward_calls(models, input_shape, batch_sizes=batch_sizes, layouts=layouts, device=device)
+    return interleaved_calls(calls, rounds=rounds, repeats=repeats, threads=threads)
 
 
 def fastest_layout(rounds: Rounds, batch: int) -> str:
@@ -187,5 +229,6 @@ def side_by_side(times: Mapping[str, Rounds], reference: str, batch_sizes: Seque
     return summary
 
 
-__all__ = ["MAX_SPREAD", "busy_cores_elsewhere", "fastest_layout", "free_threads", "interleaved_latency", "prepared", "relative_spread",
-           "side_by_side", "time_calls", "time_forward", "timing_threads", "usable_cores"]
+__all__ = ["MAX_SPREAD", "busy_cores_elsewhere", "fastest_layout", "forward_calls", "free_threads", "interleaved_calls",
+           "interleaved_latency", "prepared", "relative_spread", "side_by_side", "time_calls", "time_forward", "timing_threads",
+           "usable_cores"]

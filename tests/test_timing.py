@@ -1,6 +1,8 @@
-"""The timing module: alternating rounds, speed-ups within rounds, the spread flag, no oversubscription."""
+"""The timing module: alternating rounds of models and other calls, speed-ups within rounds, the spread flag, no oversubscription."""
 
 from __future__ import annotations
+
+import time
 
 import torch.nn as nn
 
@@ -11,11 +13,42 @@ from lightning_spiral.report import speedup_cell, timing_line
 
 def test_rounds_alternate_over_the_models(monkeypatch) -> None:
     order: list[int] = []
-    monkeypatch.setattr(timing, "time_forward", lambda model, x, **_: order.append(model.out_features) or 1.0)
+    monkeypatch.setattr(timing, "time_calls", lambda call, **_: order.append(call.func.out_features) or 1.0)
     models = {"a": nn.Linear(4, 1), "b": nn.Linear(4, 2), "c": nn.Linear(4, 3)}
     times = timing.interleaved_latency(models, (4,), batch_sizes=(1,), layouts=("contiguous",), rounds=3, repeats=1)
     assert order == [1, 2, 3] * 3  # every round times every model once, in turn
     assert times["b"]["contiguous"][1] == [1.0, 1.0, 1.0]
+
+
+class SlowingMachine:
+    """Contenders that sleep a known cost, on a machine 3x slower in round 2 (a round starts at the first contender)."""
+
+    def __init__(self, costs_ms: dict[str, float]) -> None:
+        self.costs_ms, self.first, self.round, self.log = costs_ms, next(iter(costs_ms)), 0, []
+
+    def call(self, name: str) -> timing.Call:
+        def run() -> None:
+            if name == self.first and self.log and self.log[-1] != name:
+                self.round += 1
+            self.log.append(name)
+            time.sleep(self.costs_ms[name] * (3 if self.round == 1 else 1) / 1e3)
+        return run
+
+
+def test_any_call_is_timed_in_alternating_rounds_and_its_speedup_is_taken_within_each_round() -> None:
+    # a serving runtime's session run is a zero-argument call like a model's forward: here, sleeps of known cost
+    machine = SlowingMachine({"0": 8.0, "1": 4.0, "quantized": 2.0})
+    calls = {(name, "contiguous", 64): machine.call(name) for name in machine.costs_ms}
+    times = timing.interleaved_calls(calls, rounds=3, repeats=2, threads=1)
+    turns = [name for index, name in enumerate(machine.log) if index == 0 or machine.log[index - 1] != name]
+    assert turns == ["0", "1", "quantized"] * 3  # every round times every contender once, in turn
+    served = timing.side_by_side(times, reference="0", batch_sizes=(64,))["quantized"]
+    low, high = served["latency_ms_b64_range"]
+    assert high / low > 2.5  # the slow spell moved every latency ...
+    assert all(3.0 < ratio <= 4.2 for ratio in served["speedup_b64_range"])  # ... not the within-round ratios (8 / 2)
+    assert served["flagged"] == [] and served["layout_b64"] == "contiguous"
+    alone = times["0"]["contiguous"][64][0] / times["quantized"]["contiguous"][64][1]  # teacher fast, artifact slow
+    assert alone < 2.0  # what timing them apart would have reported
 
 
 def rounds_of(*values: float) -> timing.Rounds:

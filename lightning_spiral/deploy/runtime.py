@@ -1,4 +1,4 @@
-"""The serving runtime of exported models: ONNX Runtime sessions on the CPU, and their test top-1.
+"""The serving runtime of exported models: ONNX Runtime sessions on the CPU, their test top-1 and timed runs.
 
 ONNX Runtime comes with the optional ``deploy`` extra (``pip install "lightning-spiral[deploy]"``);
 :func:`require_deploy_extra` turns its absence into a :class:`~lightning_spiral.errors.SpiralConfigError`
@@ -15,9 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import version
 from typing import Any
 
 import torch
@@ -61,6 +63,31 @@ def onnx_session(path: str | os.PathLike, threads: int = 2) -> Any:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: ORT warns about unused initialisers of QDQ graphs
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def runtime_name() -> str:
+    """The serving runtime and its version, as reports name it.
+
+    Example:
+        >>> runtime_name()  # doctest: +SKIP
+        'onnxruntime 1.32.0'
+    """
+    return f"onnxruntime {version('onnxruntime')}"
+
+
+def onnx_call(session: Any, input_shape: Sequence[int], batch_size: int) -> Callable[[], Any]:
+    """A zero-argument run of ``session`` on a random float32 batch made beforehand (a timing contender).
+
+    The batch is ``(batch_size, *input_shape)``; the call is what
+    :func:`lightning_spiral.timing.interleaved_calls` times beside the PyTorch models.
+
+    Example:
+        >>> call = onnx_call(onnx_session("quantized/model.onnx"), (1, 8, 8), batch_size=64)  # doctest: +SKIP
+        >>> call()[0].shape  # doctest: +SKIP
+        (64, 10)
+    """
+    feed = {INPUT_NAME: torch.randn(batch_size, *input_shape).numpy()}  # (B, *input_shape)
+    return functools.partial(session.run, [OUTPUT_NAME], feed)
 
 
 def onnx_top1(session: Any, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:

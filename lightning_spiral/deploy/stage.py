@@ -1,7 +1,9 @@
 """The spiral's last stage: quantize the final kept model, write it to ``<run_dir>/quantized/``, measure it.
 
 Called by the driver after the pruning stages with the final fp32 model and the network the next
-stage would distill from. The steps:
+stage would distill from, before the side-by-side timing, which times the written artifact in
+ONNX Runtime beside the teacher and the kept stages
+(:func:`~lightning_spiral.spiral.final_timing.time_side_by_side`). The steps:
 
 1. export the fp32 model to ONNX (a scratch file) and measure its validation top-1 in ONNX Runtime;
 2. ``fp16``: store it in half precision. ``int8_ptq``: static INT8 with calibration batches from
@@ -9,7 +11,7 @@ stage would distill from. The steps:
    ``max_top1_drop`` of validation top-1, a short Lightning fit of a fake-quantized copy
    (:mod:`lightning_spiral.deploy.qat`) distilling from the teacher with the spiral's loss, then
    static INT8 of the fine-tuned weights — same runtime, same file format;
-3. write ``quantized/model.onnx`` atomically; measure test top-1, size and latency in ONNX Runtime.
+3. write ``quantized/model.onnx`` atomically; measure test top-1 and size in ONNX Runtime.
 
 Decisions use the validation split; the test split is measured for the report only. Under DDP every
 rank takes part in the fine-tuning fit and global rank 0 alone exports, measures and writes.
@@ -25,7 +27,6 @@ import functools
 import itertools
 import tempfile
 from collections.abc import Callable, Iterator
-from importlib.metadata import version
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -33,16 +34,16 @@ import torch
 import torch.nn as nn
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_spiral.checks import check_bool, check_int, refuse
+from lightning_spiral.checks import check_bool, refuse
 from lightning_spiral.console import ONNX_LOGGERS, quiet_loggers
 from lightning_spiral.deploy.export import export_onnx
 from lightning_spiral.deploy.qat import add_fake_quant, remove_fake_quant
 from lightning_spiral.deploy.quantize import convert_fp16, quantize_int8
 from lightning_spiral.records import QuantizedResult
-from lightning_spiral.deploy.runtime import onnx_session, onnx_top1
+from lightning_spiral.deploy.runtime import onnx_session, onnx_top1, runtime_name
 from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.distill import DistillationLoss
-from lightning_spiral.measure import check_threads, file_size, measure_onnx_latency
+from lightning_spiral.measure import check_threads, file_size
 from lightning_spiral.module import SpiralModule
 from lightning_spiral.module_network import check_network, shown
 
@@ -62,7 +63,6 @@ def run_quantize_stage(
     make_trainer: Callable[[int], L.Trainer],
     is_global_zero: bool = True,
     threads: int = 2,
-    latency_repeats: int = 20,
 ) -> QuantizedResult | None:
     """Quantize ``model`` as ``settings`` say; return its record (``None`` on ranks other than 0).
 
@@ -75,13 +75,11 @@ def run_quantize_stage(
         loss: the spiral's distillation loss; ``None`` fine-tunes on labels alone.
         make_trainer: returns a fresh Trainer that runs the given number of epochs.
         is_global_zero: whether this process exports, measures and writes.
-        threads: CPU threads of the runtime while measuring.
-        latency_repeats: timed calls per latency.
+        threads: CPU threads of the runtime while measuring accuracy.
     """
     _check_stage_arguments(settings, model, teacher, make_trainer)
     check_bool("is_global_zero", is_global_zero)
     check_threads(threads)
-    check_int("latency_repeats", latency_repeats, 1, hint="Use at least 20 for a stable figure.")
     input_shape = tuple(datamodule.input_shape)
     for stage in ("fit", "test"):
         datamodule.setup(stage)
@@ -112,20 +110,17 @@ def run_quantize_stage(
     if not is_global_zero:
         return None
     session = onnx_session(target, threads=threads)
-    latency = functools.partial(measure_onnx_latency, target, input_shape, repeats=latency_repeats, threads=threads)
     result = QuantizedResult(
         kind=settings.kind,
         top1=onnx_top1(session, datamodule.test_dataloader()),
         val_top1=onnx_top1(session, datamodule.val_dataloader()),
         size_bytes=file_size(target),
-        latency_ms_b1=latency(1),
-        latency_ms_b64=latency(64),
-        runtime=f"onnxruntime {version('onnxruntime')}",
+        runtime=runtime_name(),
         model_path=str(relative_path),
         note=note or "fp16 weights, float32 input and output",
     )
-    rank_zero_info(f"[Spiral] quantized ({settings.kind}): test top-1 {result.top1:.2%}, {result.size_bytes} bytes, "
-                   f"batch-64 latency {result.latency_ms_b64:.2f} ms in {result.runtime}")
+    rank_zero_info(f"[Spiral] quantized ({settings.kind}): test top-1 {result.top1:.2%}, {result.size_bytes} bytes "
+                   f"in {result.runtime}; its latency is timed beside the stages")
     return result
 
 

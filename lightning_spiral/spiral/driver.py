@@ -14,7 +14,11 @@ network (judged on ``val/top1``). Both go through the same stage loop:
 - after fit the stage is validated (the monitor decides), tested when the datamodule has a test
   split (reported only), measured and saved (weights + pruning history, restorable onto a fresh
   instance of the user's class), then judged (:mod:`lightning_spiral.spiral.floor`): kept and
-  promoted, rolled back, or the target is reached.
+  promoted, rolled back, or the target is reached;
+- after the last stage, the optional quantize stage writes the final model's INT8 / fp16 ONNX
+  artifact; then the teacher, every kept stage and that artifact are timed side by side
+  (:mod:`lightning_spiral.spiral.final_timing`) for the report's latencies and speed-ups. Each step
+  is recorded in ``report.json`` once done, so a resumed run redoes only what is missing.
 
 Example:
     >>> import functools, lightning.pytorch as L
@@ -49,7 +53,7 @@ from lightning_spiral.errors import StageFailedError
 from lightning_spiral.pruning import PruningCallback
 from lightning_spiral.records import QuantizedResult, SpiralReport, StageResult, machine_info
 from lightning_spiral.report import print_report, write_report
-from lightning_spiral.spiral.final_timing import time_side_by_side, trains_on_cuda
+from lightning_spiral.spiral.final_timing import time_side_by_side, timing_is_due, trains_on_cuda
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.progress import StageProgress, log_stage_result, stage_summary, stage_trainer
 from lightning_spiral.spiral.resume import clear_run, discard_unfinished_stages, is_finished
@@ -126,8 +130,9 @@ class Spiral(SpiralSetup):
             with ``module``, pass the same module: the saved networks are restored onto its class).
         seed: base seed; stage k runs with ``seed + k``.
         latency_repeats: timed runs per latency measurement.
-        timing_rounds: alternating rounds of the side-by-side timing after the last stage, which
-            gives the report's latencies and speed-ups (the per-stage figures are provisional).
+        timing_rounds: alternating rounds of the side-by-side timing after the last stage (and the
+            quantize stage, whose artifact is timed in the same rounds), which gives the report's
+            latencies and speed-ups (the per-stage figures are provisional).
         threads: CPU threads used for latency measurement.
         cache_teacher: reuse the teacher's outputs across epochs of a stage (deterministic data only).
         loggers: Lightning loggers of every stage: ``"auto"``, ``"csv"``, ``"tensorboard"``, ``"none"``.
@@ -185,11 +190,11 @@ class Spiral(SpiralSetup):
         if self.stage_targets is not None and settle_waypoints(report, self.monitor):
             self.write(report)
             current = self.load_network(self.output_dir / report.final.model_path)
-        if report.timing is None and self.is_global_zero:
-            report.timing = self.final_timing(report)
-            self.write(report)
-        if self.quantize.kind != "none" and report.quantized is None:
+        if self.quantize.kind != "none" and report.quantized is None:  # before the timing: the artifact is timed too
             report.quantized = self.run_quantize_stage(original_teacher, current)
+            self.write(report)
+        if timing_is_due(report) and self.is_global_zero:
+            report.timing = self.final_timing(report)
             self.write(report)
         if self.is_global_zero and self.verbose:
             print_report(report)
@@ -197,14 +202,16 @@ class Spiral(SpiralSetup):
         return report
 
     def final_timing(self, report: SpiralReport) -> dict[str, Any]:
-        """The teacher and every kept stage timed side by side (:mod:`lightning_spiral.spiral.final_timing`)."""
+        """The teacher, every kept stage and the quantized artifact timed side by side (see :mod:`.final_timing`)."""
         networks = {result.stage: self.load_network(self.output_dir / result.model_path)
                     for result in (report.teacher, *report.stages) if result.kept}
+        quantized = None if report.quantized is None else self.output_dir / report.quantized.model_path
         if self.verbose:
-            rank_zero_info(f"[Spiral] timing the teacher and {len(networks) - 1} kept stage(s) side by side, "
+            artifact = "" if report.quantized is None else f" and the {report.quantized.kind} model"
+            rank_zero_info(f"[Spiral] timing the teacher, {len(networks) - 1} kept stage(s){artifact} side by side, "
                            f"{self.timing_rounds} alternating rounds")
         timing = time_side_by_side(networks, self.example, rounds=self.timing_rounds, repeats=self.latency_repeats,
-                                   threads=self.threads)
+                                   threads=self.threads, quantized=quantized)
         if trains_on_cuda(self.trainer_factory):  # the device that serves, too
             timing["cuda"] = time_side_by_side(networks, self.example, rounds=self.timing_rounds,
                                                repeats=self.latency_repeats, threads=self.threads, device="cuda")
@@ -217,7 +224,7 @@ class Spiral(SpiralSetup):
             self.quantize, final, teacher_for_stage(self.teacher_mode, original=original_teacher, previous=final),
             datamodule=self.datamodule, output_dir=self.output_dir, loss=self.loss,
             make_trainer=lambda epochs: self.make_trainer(QUANTIZED_DIR, epochs=epochs, callbacks=[]),
-            is_global_zero=self.is_global_zero, threads=self.threads, latency_repeats=self.latency_repeats,
+            is_global_zero=self.is_global_zero, threads=self.threads,
         )
 
     def resume_point(self) -> tuple[SpiralReport, nn.Module, nn.Module]:

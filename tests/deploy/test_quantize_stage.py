@@ -23,6 +23,11 @@ from test_spiral_driver import make_spiral  # noqa: E402
 SETTINGS = dict(max_stages=1, quantize=QuantizeSettings(kind="int8_ptq", calibration_batches=2))
 
 
+def kept_stages(report) -> list[str]:
+    """The stage numbers the side-by-side timing times beside the quantized artifact."""
+    return sorted(str(result.stage) for result in (report.teacher, *report.stages) if result.kept)
+
+
 @pytest.fixture(scope="module")
 def quantized_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("quantized")
@@ -47,14 +52,18 @@ def test_int8_model_keeps_the_fp32_accuracy_and_is_smaller(quantized_run) -> Non
 
 
 @pytest.mark.slow
-def test_report_records_and_shows_the_quantized_model(quantized_run) -> None:
-    root, _ = quantized_run
+def test_report_records_and_shows_the_quantized_model_timed_beside_the_stages(quantized_run) -> None:
+    root, report = quantized_run
     run = root / "run"
     data = json.loads((run / "report.json").read_text())
-    keys = {"kind", "top1", "size_bytes", "latency_ms_b1", "latency_ms_b64", "runtime", "model_path"}
-    assert keys <= set(data["quantized"])
-    assert data["quantized"]["latency_ms_b64"] > 0
-    assert "| int8_ptq |" in (run / "report.md").read_text()
+    assert {"kind", "top1", "size_bytes", "runtime", "model_path"} <= set(data["quantized"])
+    served = data["timing"]["quantized"]  # timed in the same alternating rounds as the teacher and stage 1
+    assert served["runtime"] == report.quantized.runtime and served["speedup_b64"] > 0
+    low, high = served["speedup_b64_range"]
+    assert low <= served["speedup_b64"] <= high and sorted(data["timing"]["stages"]) == kept_stages(report)
+    markdown = (run / "report.md").read_text()
+    assert "| int8_ptq |" in markdown and f"{served['speedup_b64']:.2f}×" in markdown
+    assert f"int8_ptq in {served['runtime']} ({data['timing']['threads']} threads, batch 64)" in markdown
     assert not list(run.rglob("*.tmp"))
 
 
@@ -76,22 +85,57 @@ def test_quantized_artifact_runs_in_a_process_without_lightning_spiral(quantized
     assert done.stdout.strip() == "(3, 10) True"
 
 
-@pytest.mark.slow
-def test_resume_after_the_stages_runs_only_the_quantization(quantized_run, tmp_path) -> None:
-    root, report = quantized_run
+def copied_run(root, tmp_path, edit) -> tuple:
+    """A copy of the finished run whose ``report.json`` ``edit`` changed, and its stage files' bytes."""
     run = tmp_path / "run"
     shutil.copytree(root / "run", run)
     data = json.loads((run / "report.json").read_text())
-    data["quantized"] = None  # "killed" during quantization: stages recorded, quantization not
+    edit(data)
     (run / "report.json").write_text(json.dumps(data))
+    return run, {p: p.read_bytes() for p in run.glob("stage_*/model.pt")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("timing", ["none", "without the artifact"])
+def test_resume_after_the_stages_runs_only_the_quantization_then_the_timing(quantized_run, tmp_path, timing) -> None:
+    root, report = quantized_run
+
+    def killed_during_quantization(data: dict) -> None:
+        data["quantized"] = None  # stages recorded, quantization not
+        if timing == "none":
+            data["timing"] = None  # this order: the timing follows the quantization
+        else:
+            del data["timing"]["quantized"]  # a run recorded when the timing came first
+
+    run, stage_files = copied_run(root, tmp_path, killed_during_quantization)
     shutil.rmtree(run / "quantized")
-    stage_files = {p: p.read_bytes() for p in run.glob("stage_*/model.pt")}
     resumed = make_spiral(tmp_path, model=None, resume=True, **SETTINGS).run()
     assert resumed.stages == report.stages
     assert all(p.read_bytes() == content for p, content in stage_files.items())
     assert sorted(p.name for p in run.glob("stage_*")) == ["stage_0", "stage_1"]
     assert resumed.quantized is not None and (run / resumed.quantized.model_path).is_file()
     assert resumed.quantized.top1 == report.quantized.top1  # same calibration, same file, same accuracy
+    assert resumed.timing["quantized"]["speedup_b64"] > 0 and sorted(resumed.timing["stages"]) == kept_stages(report)
+
+
+@pytest.mark.slow
+def test_resume_after_the_quantization_runs_only_the_timing(quantized_run, tmp_path) -> None:
+    root, report = quantized_run
+    run, _ = copied_run(root, tmp_path, lambda data: data.update(timing=None))  # killed while timing
+    artifact = (run / report.quantized.model_path).read_bytes()
+    resumed = make_spiral(tmp_path, model=None, resume=True, **SETTINGS).run()
+    assert resumed.quantized == report.quantized and (run / report.quantized.model_path).read_bytes() == artifact
+    assert resumed.timing["quantized"]["speedup_b64"] > 0
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_quantized_run_redoes_nothing(quantized_run, tmp_path) -> None:
+    root, report = quantized_run
+    run, _ = copied_run(root, tmp_path, lambda data: None)
+    recorded = (run / "report.json").read_text()
+    resumed = make_spiral(tmp_path, model=None, resume=True, **SETTINGS).run()
+    assert resumed.stages == report.stages and resumed.quantized == report.quantized
+    assert resumed.timing == report.timing and (run / "report.json").read_text() == recorded
 
 
 def test_spiral_refuses_a_quantize_value_that_is_not_settings(tmp_path) -> None:
