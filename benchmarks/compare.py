@@ -48,17 +48,18 @@ from matplotlib.figure import Figure
 
 from lightning_spiral import KDLoss, PruningCallback, Spiral, SpiralModule, load_model, save_model
 from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
-from lightning_spiral.data import NpzDataModule
+from lightning_spiral.data import NpzDataModule, SST2DataModule
 from lightning_spiral.distill import AttentionTransferLoss, DKDLoss, FitNetLoss, RKDLoss, WeightedSum
 from lightning_spiral.io import rebuild
 from lightning_spiral.measure import count_macs, file_size
 from lightning_spiral.models import build_model
-from lightning_spiral.models.spec import spec_of
+from lightning_spiral.models.spec import random_input, spec_of
 from lightning_spiral.records import machine_info
 from lightning_spiral.timing import interleaved_latency, side_by_side
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"
+DEFAULT_TEXT = HERE.parent.parent / "shared" / "data" / "sst2"
 TEACHER_SEED = 0  # the cached teacher trains with this seed, on this seed's validation split
 METHODS = ("spiral_original", "spiral_previous", "iterative_ft", "oneshot_kd", "oneshot_ft", "modelpruning", "scratch", "scratch_kd")
 # --distill: the spiral_original recipe with other distillation losses (spiral_original itself is the KD row)
@@ -85,7 +86,11 @@ class Profile:
     temperature: float = 4.0
     alpha: float = 0.9
     latency_repeats: int = 20
-    latency_rounds: int = 5  # alternating timing rounds over all final models (benchmarks/timing.py)
+    latency_rounds: int = 5  # alternating timing rounds over all final models (lightning_spiral.timing)
+    latency_batch: int = 64  # the batch size of the table's speed-ups (besides batch 1)
+    latency_layouts: tuple[str, ...] = ("contiguous", "channels_last")  # the faster one is reported
+    optimizer: str = "sgd"  # sgd (momentum 0.9, Nesterov, weight decay 5e-4) | adamw (weight decay 0.01)
+    data: str = "cifar10"  # cifar10 (the npz subset) | sst2 (a folder of SST-2 tsv files)
     # feature taps for --distill; vgg_bn: features.7 is the last 128-channel conv block (8x8), features.9 the 256-channel one
     feature_paths: dict[str, str] = dataclasses.field(default_factory=lambda: {"at": "features.7", "hint": "features.9"})
 
@@ -111,6 +116,15 @@ PROFILES: dict[str, Profile] = {
         stage_epochs={0.2: [10, 10, 40], 0.1: [8, 8, 8, 36]}, seeds=(0, 1, 2),
         feature_paths={"at": "stages.2", "hint": "stages.2"},
     ),
+    # issue 18: a small BERT (4 layers, hidden 256, 4 heads, FFN 1024) trained from scratch on 20,000 SST-2
+    # phrases at sequence length 64; whole heads and MLP neurons pruned; latency at batch 32.
+    "sst2_bert": Profile(
+        model="hf.bert", model_kwargs={"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+                                       "intermediate_size": 1024},
+        teacher_epochs=3, teacher_lr=5e-4, stage_lr=2e-4, stage_epochs={0.5: [1, 2], 0.25: [1, 2]}, seeds=(0, 1, 2),
+        spiral_schedule="cubic", batch_size=64, train_subset=20000, latency_batch=32, latency_layouts=("contiguous",),
+        optimizer="adamw", data="sst2",
+    ),
     # Seconds, for the smoke test: tiny subsets, one target, one seed.
     "smoke": Profile(
         model="vgg_bn", model_kwargs={"config": [8, "M", 16, "M"]}, teacher_epochs=1, teacher_lr=0.05, stage_lr=0.01,
@@ -128,7 +142,10 @@ def trainer_factory(**kwargs: Any) -> L.Trainer:
     return L.Trainer(**{**defaults, **kwargs})
 
 
-def sgd(lr: float) -> Callable[..., torch.optim.Optimizer]:
+def sgd(lr: float, name: str = "sgd") -> Callable[..., torch.optim.Optimizer]:
+    """The benchmark's optimizer at ``lr``: SGD with Nesterov momentum, or AdamW (``name="adamw"``, transformers)."""
+    if name == "adamw":
+        return functools.partial(torch.optim.AdamW, lr=lr, weight_decay=0.01)
     return functools.partial(torch.optim.SGD, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
@@ -136,8 +153,8 @@ COSINE = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR)
 
 
 def example_input(model: nn.Module) -> torch.Tensor:
-    """A batch of one random sample of the model's input shape (from its spec)."""
-    return torch.randn(1, *spec_of(model).input_shape)
+    """A batch of one sample of the model's input shape and dtype (from its spec)."""
+    return random_input(model, spec_of(model).input_shape, 1)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -167,6 +184,9 @@ class Benchmark:
         unaffected either way; compare.py keeps the per-seed split its cached runs were trained on.
         """
         p = self.profile
+        if p.data == "sst2":
+            return SST2DataModule(self.data_path, max_length=64, batch_size=p.batch_size, val_fraction=0.05,
+                                  seed=seed if split_seed is None else split_seed, train_subset=p.train_subset)
         return NpzDataModule(self.data_path, batch_size=p.batch_size, val_fraction=0.1,
                              seed=seed if split_seed is None else split_seed, augment=True,
                              train_subset=p.train_subset, test_subset=p.test_subset)
@@ -188,8 +208,9 @@ class Benchmark:
         p = self.profile
         L.seed_everything(TEACHER_SEED, workers=True, verbose=False)
         data = self.datamodule(seed=TEACHER_SEED)
-        model = build_model(p.model, num_classes=data.num_classes, input_shape=data.input_shape, **p.model_kwargs)
-        module = SpiralModule(model, num_classes=data.num_classes, optimizer=sgd(p.teacher_lr), scheduler=COSINE)
+        text = {"vocab_size": data.vocab_size} if getattr(data, "vocab_size", None) else {}
+        model = build_model(p.model, num_classes=data.num_classes, input_shape=data.input_shape, **p.model_kwargs, **text)
+        module = SpiralModule(model, num_classes=data.num_classes, optimizer=sgd(p.teacher_lr, p.optimizer), scheduler=COSINE)
         trainer = trainer_factory(max_epochs=p.teacher_epochs)
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
@@ -237,7 +258,7 @@ class Benchmark:
             pruning=functools.partial(PruningCallback, target_macs_ratio=per_stage if schedule == "constant" else None,
                                       importance=importance, global_pruning=global_pruning, verbose=0),
             loss=(loss or KDLoss(temperature=p.temperature, alpha=p.alpha)) if distill else None,
-            optimizer=sgd(p.stage_lr if lr is None else lr),
+            optimizer=sgd(p.stage_lr if lr is None else lr, p.optimizer),
             scheduler=COSINE,
             schedule=schedule,
             teacher=teacher,
@@ -308,7 +329,7 @@ class Benchmark:
         data = self.datamodule(seed)
         teacher = load_model(self.teacher()) if distill else None
         module = SpiralModule(student, teacher, loss=KDLoss(temperature=p.temperature, alpha=p.alpha) if distill else None,
-                              num_classes=data.num_classes, optimizer=sgd(p.stage_lr), scheduler=COSINE)
+                              num_classes=data.num_classes, optimizer=sgd(p.stage_lr, p.optimizer), scheduler=COSINE)
         trainer = trainer_factory(max_epochs=p.budget(target), callbacks=callbacks, accelerator=self.accelerator)
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
@@ -382,11 +403,13 @@ class Benchmark:
                     if (runs := self.cached(method, target))]  # every finished run in the cache, whatever was asked now
         models = {"teacher": teacher} | {f"{method}@{target}": load_model(runs[0]["model_path"]) for method, target, runs in finished}
         # alternating rounds: a drift of the machine's speed hits the teacher and every student alike
-        rounds = interleaved_latency(models, shape, rounds=p.latency_rounds, repeats=p.latency_repeats, threads=2)
-        timed = side_by_side(rounds, reference="teacher")
+        batches = (1, p.latency_batch)
+        rounds = interleaved_latency(models, shape, batch_sizes=batches, layouts=p.latency_layouts, rounds=p.latency_rounds,
+                                     repeats=p.latency_repeats, threads=2)
+        timed = side_by_side(rounds, reference="teacher", batch_sizes=batches)
         teacher_record = json.loads(teacher_path.with_name("result.json").read_text())
         teacher_row = {"top1": teacher_record["top1"], "params": sum(q.numel() for q in teacher.parameters()),
-                       "macs": count_macs(teacher, torch.randn(1, *shape)), "size_bytes": file_size(teacher_path),
+                       "macs": count_macs(teacher, example_input(teacher)), "size_bytes": file_size(teacher_path),
                        **timed["teacher"], "latency_ms_rounds": rounds["teacher"], "wall_s": teacher_record["wall_s"],
                        "epochs": p.teacher_epochs}
         rows = []
@@ -416,15 +439,18 @@ class Benchmark:
 def render_markdown(results: dict[str, Any]) -> str:
     """One table per target: accuracy (mean ± std over seeds), size, speed and cost of every method."""
     teacher, machine = results["teacher"], results["machine"]
+    b = results["settings"].get("latency_batch", 64)
+    layouts = "the faster of the NCHW and channels_last layouts" if len(results["settings"].get("latency_layouts", "12")) > 1 \
+        else "the contiguous layout"
     lines = [
         f"Profile `{results['profile']}` — command `{results['command']}` — {machine.get('date', '')[:10]}, "
         f"{machine.get('cpu_count')} CPU cores, {machine.get('threads')} threads, torch {machine.get('torch')}, "
         f"lightning {machine.get('lightning')}, torch-pruning {machine.get('torch_pruning')}.",
         "",
         f"Teacher: test top-1 **{100 * teacher['top1']:.2f}%**, {teacher['params'] / 1e6:.2f}M params, "
-        f"{teacher['macs'] / 1e6:.1f}M MACs, {teacher['latency_ms_b1']:.2f} ms (batch 1) / {teacher['latency_ms_b64']:.1f} ms "
-        f"(batch 64), {teacher['epochs']} epochs in {teacher['wall_s']:.0f} s. Latency: 2 threads, in the faster of the NCHW "
-        f"and channels_last layouts at each batch size (per-layout times in the JSON), the median over "
+        f"{teacher['macs'] / 1e6:.1f}M MACs, {teacher['latency_ms_b1']:.2f} ms (batch 1) / {teacher[f'latency_ms_b{b}']:.1f} ms "
+        f"(batch {b}), {teacher['epochs']} epochs in {teacher['wall_s']:.0f} s. Latency: 2 threads, in {layouts} "
+        f"at each batch size (per-layout times in the JSON), the median over "
         f"{results['settings'].get('latency_rounds', 1)} rounds that alternate over all models (each round the median of "
         f"{results['settings']['latency_repeats']} runs); speed-ups are taken within a round: median (min–max over rounds).",
     ]
@@ -433,16 +459,16 @@ def render_markdown(results: dict[str, Any]) -> str:
             "",
             f"**Target: {target:.0%} of the teacher's MACs** (test top-1 on the full test split, mean ± std over seeds)",
             "",
-            "| method | top-1 % | Δ pts vs teacher | seeds | params | MACs % | b1 ms | b64 ms | speed-up b64 | speed-up ÷ MACs reduction | size | train s |",
+            f"| method | top-1 % | Δ pts vs teacher | seeds | params | MACs % | b1 ms | b{b} ms | speed-up b{b} | speed-up ÷ MACs reduction | size | train s |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in sorted((r for r in results["rows"] if r["target"] == target), key=lambda r: -r["top1"]):
-            speedup, (low, high) = row["speedup_b64"], row["speedup_b64_range"]
+            speedup, (low, high) = row[f"speedup_b{b}"], row[f"speedup_b{b}_range"]
             reduction = teacher["macs"] / row["macs"]
             lines.append(
                 f"| {row['method']} | {100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | "
                 f"{100 * (row['top1'] - teacher['top1']):+.2f} | {row['seeds']} | {row['params'] / 1e3:.0f}K | "
-                f"{100 * row['macs_ratio']:.1f} | {row['latency_ms_b1']:.2f} | {row['latency_ms_b64']:.1f} | "
+                f"{100 * row['macs_ratio']:.1f} | {row['latency_ms_b1']:.2f} | {row[f'latency_ms_b{b}']:.1f} | "
                 f"{speedup:.2f}× ({low:.2f}–{high:.2f}) | {speedup / reduction:.2f} ({low / reduction:.2f}–{high / reduction:.2f}) | "
                 f"{row['size_bytes'] / 1e3:.0f} kB | {row['wall_s']:.0f} |"
             )
@@ -467,11 +493,11 @@ def update_results_section(path: Path, name: str, title: str, body: str) -> None
 
 
 def plot(results: dict[str, Any]) -> bytes:
-    """Top-1 against MACs and against batch-64 latency: every method, both targets, and the teacher."""
+    """Top-1 against MACs and against the batch latency: every method, both targets, and the teacher."""
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
-    teacher = results["teacher"]
-    for axis, key, label in zip(figure.subplots(1, 2), ("macs", "latency_ms_b64"), ("MACs (millions)", "batch-64 latency (ms, CPU)")):
+    teacher, b = results["teacher"], results["settings"].get("latency_batch", 64)
+    for axis, key, label in zip(figure.subplots(1, 2), ("macs", f"latency_ms_b{b}"), ("MACs (millions)", f"batch-{b} latency (ms, CPU)")):
         scale = 1e6 if key == "macs" else 1.0
         for method in METHODS + DISTILL_METHODS:
             rows = [r for r in results["rows"] if r["method"] == method]
@@ -491,7 +517,8 @@ def plot(results: dict[str, Any]) -> bytes:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="npz with x_train, y_train, x_test, y_test")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="npz with x_train, y_train, x_test, y_test; for --profile sst2_bert the SST-2 folder")
     parser.add_argument("--cache-dir", type=Path, default=HERE / "cache")
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
     parser.add_argument("--methods", nargs="+", choices=METHODS + DISTILL_METHODS, default=list(METHODS))
@@ -502,8 +529,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.distill:
         args.methods = ["spiral_original", *DISTILL_METHODS]
-    if not args.data.is_file():
-        parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. ../shared/data/cifar10_subset.npz)")
+    text = PROFILES[args.profile].data == "sst2"
+    args.data = args.data or (DEFAULT_TEXT if text else DEFAULT_DATA)
+    if not (args.data.is_dir() if text else args.data.is_file()):
+        expected = "../shared/data/sst2" if text else "../shared/data/cifar10_subset.npz"
+        parser.error(f"--data {str(args.data)!r} does not exist (expected e.g. {expected})")
     if {"modelpruning", "scratch", "scratch_kd"} & set(args.methods) and "oneshot_ft" not in args.methods:
         parser.error("--methods modelpruning/scratch/scratch_kd reuse the oneshot_ft architecture: add oneshot_ft")
     torch.set_num_threads(args.threads)

@@ -103,16 +103,17 @@ def _runs_of_one_kind(history: list[list[Any]]) -> list[list[list[Any]]]:
 
 def _replay(model: nn.Module, spec: ModelSpec, steps: list[list[Any]]) -> None:
     """Torch-pruning steps through one dependency graph traced now; a transformer step directly."""
-    if not isinstance(steps[0][1], bool):
-        # imported here: lightning_spiral.pruning's callback imports this module
-        from lightning_spiral.pruning.transformer import apply_step, sync_configs
+    # imported here: lightning_spiral.pruning's callback imports this module
+    from lightning_spiral.pruning.transformer import apply_step, has_units, sync_configs
 
+    if not isinstance(steps[0][1], bool):
         apply_step(model, steps[0])
+    else:
+        with torch.enable_grad():  # the dependency graph is traced through autograd
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_for(spec, model))
+            graph.load_pruning_history([list(step) for step in steps])
+    if has_units(model):
         sync_configs(model)
-        return
-    with torch.enable_grad():  # the dependency graph is traced through autograd
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_for(spec, model))
-        graph.load_pruning_history([list(step) for step in steps])
 
 
 def check_unpruned(model: nn.Module, argument: str) -> None:

@@ -39,7 +39,12 @@ def test_default_config_has_the_documented_override_keys() -> None:
 @pytest.mark.parametrize("option", _options("model"))
 def test_model_options_build(option: str) -> None:
     cfg = _compose(f"model={option}")
-    model = instantiate(cfg.model, num_classes=10, input_shape=[3, 32, 32], _convert_="all")
+    if option.startswith("hf_"):  # Hugging Face text models take token ids and the data's vocabulary size
+        pytest.importorskip("transformers")
+        data = {"input_shape": [64], "vocab_size": 500}
+    else:
+        data = {"input_shape": [3, 32, 32]}
+    model = instantiate(cfg.model, num_classes=10, **data, _convert_="all")
     assert sum(p.numel() for p in model.parameters()) > 0
 
 

@@ -1,6 +1,7 @@
-"""LightningDataModules of lightning-spiral: embedded digits, ``.npz`` files, torchvision CIFAR-10, image folders.
+"""LightningDataModules of lightning-spiral: embedded digits, ``.npz`` files, CIFAR-10, image folders, SST-2 text.
 
-All but :class:`ImageFolderDataModule` (decoded lazily, split by the same rules) share
+:class:`SST2DataModule` gives token ids and ``vocab_size`` (:class:`WordVocab` built from the training
+part). All image modules but :class:`ImageFolderDataModule` (decoded lazily, split by the same rules) share
 :class:`ArrayDataModule`: ``num_classes`` and ``input_shape`` right after construction,
 a seeded validation split carved from the training images, the official test split for
 reported numbers only, per-channel normalisation from the training part.

@@ -154,9 +154,14 @@ def record_pruning(model: nn.Module, steps: list[PruningStep], example_inputs: t
 
 
 def example_for(spec: ModelSpec, model: nn.Module) -> torch.Tensor:
-    """A batch of one zero input of the recorded shape and dtype on ``model``'s device, to trace it again."""
+    """A batch of one input of the recorded shape and dtype on ``model``'s device, to trace it again.
+
+    Zeros for float inputs; token id 1 for integer ones (id 0 is padding, which masks every position).
+    """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    return torch.zeros(1, *(spec.input_shape or ()), dtype=getattr(torch, spec.input_dtype), device=device)
+    dtype = getattr(torch, spec.input_dtype)
+    fill = 0 if dtype.is_floating_point else 1
+    return torch.full((1, *(spec.input_shape or ())), fill, dtype=dtype, device=device)
 
 
 def random_input(model: nn.Module, input_shape: Sequence[int], batch_size: int,

@@ -1,4 +1,4 @@
-"""Structured pruning: importance criteria, the torch-pruning based core, and the Lightning callback."""
+"""Structured pruning: importance criteria, the torch-pruning based core, transformer heads/MLP/depth, the Lightning callback."""
 
 from lightning_spiral.pruning.bn_sparsity import BNSparsityCallback
 from lightning_spiral.pruning.callback import PruningCallback
@@ -7,6 +7,7 @@ from lightning_spiral.pruning.importance import IMPORTANCE_NAMES, ImportanceName
 from lightning_spiral.pruning.masks import MaskPruningCallback
 from lightning_spiral.pruning.schedule import SCHEDULE_NAMES, stage_macs_ratios
 from lightning_spiral.pruning.structured import prune
+from lightning_spiral.pruning.transformer import kept_blocks
 
 __all__ = [
     "BNSparsityCallback",
@@ -16,6 +17,7 @@ __all__ = [
     "ImportanceName",
     "MaskPruningCallback",
     "PruningCallback",
+    "kept_blocks",
     "make_importance",
     "prune",
     "stage_macs_ratios",

@@ -69,6 +69,7 @@ class PruningCallback(L.Callback):
         units: how a transformer is pruned: ``"heads_mlp"`` (whole attention heads and MLP neurons),
             ``"mlp"`` (MLP neurons only) or ``"channels"``; networks without attention prune channels.
         drop_blocks: for a transformer: whole blocks removed first, the least influential ones.
+        hidden: for a transformer with ``nn.Linear`` projections: also remove ``amount`` of the hidden width.
         attr: attribute of the LightningModule holding the network to prune; ``None`` means
             ``"student"`` when the module has one (as :class:`~lightning_spiral.SpiralModule` does),
             else the LightningModule itself.
@@ -102,6 +103,7 @@ class PruningCallback(L.Callback):
         round_to: int | None = None,
         units: UnitMode = "heads_mlp",
         drop_blocks: int = 0,
+        hidden: bool = False,
         attr: str | None = None,
         example_input: torch.Tensor | None = None,
         example_input_shape: Sequence[int] | None = None,
@@ -120,6 +122,7 @@ class PruningCallback(L.Callback):
         self.round_to = check_round_to(round_to)
         self.units = check_choice("units", units, UNIT_MODES)
         self.drop_blocks = check_int("drop_blocks", drop_blocks, 0)
+        self.hidden = check_bool("hidden", hidden)
         self.attr = attr
         self.example_input = check_example_input(example_input, example_input_shape)
         self.example_input_shape = None if example_input_shape is None else tuple(example_input_shape)
@@ -183,6 +186,7 @@ class PruningCallback(L.Callback):
             round_to=self.round_to,
             units=self.units,
             drop_blocks=self.drop_blocks,
+            hidden=self.hidden,
         )
         amount = self.amount
         if self.target_macs_ratio is not None:

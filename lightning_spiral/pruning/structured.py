@@ -36,7 +36,16 @@ from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_
 from lightning_spiral.models.spec import PruningStep, record_pruning
 from lightning_spiral.pruning.coupling import output_widths, warn_over_pruned
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
-from lightning_spiral.pruning.transformer import check_drop_blocks, check_unit_importance, configs_of, has_units, prune_units
+from lightning_spiral.pruning.transformer import (
+    check_drop_blocks,
+    check_hidden_prunable,
+    check_unit_importance,
+    configs_of,
+    has_units,
+    hidden_ignored,
+    prune_units,
+    sync_configs,
+)
 from lightning_spiral.pruning.target import (
     amount_for_latency,
     amount_for_ratio,
@@ -166,6 +175,7 @@ def prune(
     round_to: int | None = None,
     units: UnitMode = "heads_mlp",
     drop_blocks: int = 0,
+    hidden: bool = False,
 ) -> nn.Module:
     """Remove ``amount`` of the channels of ``model`` in place (or enough to reach a MACs ratio); return it.
 
@@ -195,6 +205,9 @@ def prune(
             e.g. the hidden width of torchvision's ViT. Networks without attention are always pruned by channels.
         drop_blocks: for a transformer: first remove this many whole blocks,
             those whose output differs least from their input (:mod:`~lightning_spiral.pruning.depth`).
+        hidden: for a transformer with ``nn.Linear`` projections (BERT, ViT, LLaMA-style): also remove
+            ``amount`` of the hidden (residual) width, through torch-pruning's graph — embeddings,
+            norms and every projection's input follow; off by default.
 
     Returns:
         The same ``model`` object, with smaller layers and the steps appended to its pruning history.
@@ -220,7 +233,9 @@ def prune(
         round_to=check_round_to(round_to),
     )
     by_units = check_transformer_options(model, units, drop_blocks, importance, options["global_pruning"])
-    options.update(units=units, drop_blocks=drop_blocks)
+    options.update(units=units, drop_blocks=drop_blocks, hidden=check_bool("hidden", hidden))
+    if hidden and by_units:
+        check_hidden_prunable(model)
     latency_batch_size = check_latency_batch_size(latency_batch_size)
     check_gradients(model, importance)
     if target_macs_ratio is not None or target_params_ratio is not None:
@@ -283,14 +298,24 @@ def _prune_units_by_amount(
     round_to: int | None,
     units: UnitMode,
     drop_blocks: int,
+    hidden: bool,
     **_channel_options: Any,
 ) -> nn.Module:
-    """:func:`prune` of a transformer: blocks, then heads and MLP neurons (:func:`prune_units`)."""
+    """:func:`prune` of a transformer: blocks, then heads and MLP neurons (:func:`prune_units`), then the hidden width."""
     ignored = [] if ignored_layers is None else resolve_layers(model, ignored_layers)
     overrides = {resolve_layers(model, [name], argument="layer_amounts")[0]: value for name, value in (layer_amounts or {}).items()}
-    steps = _prune_or_roll_back(model, example_inputs, lambda: prune_units(
-        model, example_inputs, amount, importance=importance, ignored=ignored, overrides=overrides, round_to=round_to,
-        blocks_to_drop=drop_blocks, heads=units == "heads_mlp"))
+
+    def apply() -> list[PruningStep]:
+        steps = prune_units(model, example_inputs, amount, importance=importance, ignored=ignored, overrides=overrides,
+                            round_to=round_to, blocks_to_drop=drop_blocks, heads=units == "heads_mlp")
+        if hidden:
+            kept = hidden_ignored(model) + default_ignored_layers(model) + ignored
+            steps += _torch_pruning_step(model, example_inputs, dict(
+                importance=make_importance(importance), pruning_ratio=amount, ignored_layers=kept, round_to=round_to))
+            sync_configs(model)
+        return steps
+
+    steps = _prune_or_roll_back(model, example_inputs, apply)
     record_pruning(model, steps, example_inputs)
     return model
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from lightning_spiral.errors import PruningError, SpiralConfigError
-from lightning_spiral.models.spec import PruningStep
+from lightning_spiral.models.spec import PruningStep, spec_of
 from lightning_spiral.pruning.depth import block_influence, block_stack, drop_blocks
 from lightning_spiral.pruning.head_pruned_attention import HeadPrunedAttention
 from lightning_spiral.pruning.transformer_units import Unit, find_units, keep
@@ -179,6 +179,50 @@ def _module_at(model: nn.Module, path: str) -> nn.Module:
     return model.get_submodule(path) if path else model
 
 
+def kept_blocks(model: nn.Module, num_blocks: int) -> list[int]:
+    """The original indices of the blocks ``model`` still has, from its pruning history; ``num_blocks`` at build.
+
+    Student block ``i`` is teacher block ``kept[i]``: ``list(enumerate(kept_blocks(student, n)))`` is
+    the layer map of :func:`~lightning_spiral.distill.layer_terms` after depth pruning.
+
+    Example:
+        >>> from torchvision.models import VisionTransformer
+        >>> vit = VisionTransformer(32, 8, num_layers=3, num_heads=2, hidden_dim=16, mlp_dim=32).eval()
+        >>> from lightning_spiral.pruning import prune
+        >>> _ = prune(vit, torch.randn(2, 3, 32, 32), amount=0.5, drop_blocks=1)
+        >>> len(kept_blocks(vit, 3))
+        2
+    """
+    kept = list(range(num_blocks))
+    history = [] if spec_of(model) is None else spec_of(model).pruning_history
+    for _, kind, removed in history:
+        if kind == "blocks":
+            kept = [index for position, index in enumerate(kept) if position not in set(removed)]
+    return kept
+
+
+def check_hidden_prunable(model: nn.Module) -> None:
+    """The hidden width is pruned through torch-pruning's graph, which needs every projection to be an ``nn.Linear``."""
+    others = sorted({type(part.module).__name__ for unit in find_units(model) for part in unit.parts
+                     if type(part.module) is not nn.Linear})
+    if others:
+        raise SpiralConfigError(
+            f"`hidden`=True prunes the residual width through nn.Linear projections, but {type(model).__name__} "
+            f"projects with {others}. Use `hidden=False`, or `units='channels'` for torchvision's ViT."
+        )
+
+
+def hidden_ignored(model: nn.Module) -> list[nn.Module]:
+    """Layers whose outputs the hidden-width step keeps: every head and MLP projection (their widths are the units')."""
+    return [part.module for unit in find_units(model) for part in unit.parts if part.axis == "out"]
+
+
+def _in_features(module: nn.Module) -> int:
+    if isinstance(module, (nn.MultiheadAttention, HeadPrunedAttention)):
+        return int(module.in_proj_weight.shape[1])
+    return int(module.nx) if hasattr(module, "nx") else int(module.in_features)
+
+
 def configs_of(model: nn.Module) -> list[Any]:
     """The distinct Hugging Face configs (objects with ``to_dict``) held by ``model``'s modules."""
     found = {id(c): c for m in model.modules() if hasattr(c := getattr(m, "config", None), "to_dict")}
@@ -191,7 +235,11 @@ def sync_configs(model: nn.Module) -> None:
     if not configs:
         return
     units = find_units(model)
+    hidden = next(part.module for unit in units if unit.kind == "heads" for part in unit.parts if part.axis == "out")
+    for unit in units:
+        _set_ints(unit.module, hidden_size=_in_features(hidden))
     shapes = {
+        "hidden_size": [_in_features(hidden)],
         "num_attention_heads": [u.groups * u.group_size for u in units if u.kind == "heads"],
         "num_key_value_heads": [u.groups for u in units if u.kind == "heads"],
         "head_dim": [u.head_dim for u in units if u.kind == "heads"],

@@ -246,3 +246,41 @@ def test_save_pretrained_refuses_what_the_config_cannot_express(tmp_path: Path) 
     (tmp_path / "taken").mkdir()
     with pytest.raises(SpiralConfigError, match="`directory` must be a path that does not exist yet"):
         save_pretrained(hf_net("vit"), tmp_path / "taken")
+
+
+def test_kept_blocks_name_the_teacher_blocks_for_a_layer_map() -> None:
+    from lightning_spiral.distill import HiddenStateLoss, layer_terms
+    from lightning_spiral.pruning.depth import block_influence
+    from lightning_spiral.pruning.transformer import kept_blocks
+
+    teacher, student = hf_net("bert"), hf_net("bert")
+    least = int(block_influence(teacher, teacher.hf.bert.encoder.layer, IDS).argmin())
+    prune(student, IDS, amount=0.5, drop_blocks=1)
+    kept = kept_blocks(student, 3)
+    assert kept == [i for i in range(3) if i != least]
+    terms = layer_terms("hidden", HiddenStateLoss, "hf.bert.encoder.layer.{}", list(enumerate(kept)))
+    assert [term.teacher_path for term in terms.values()] == [f"hf.bert.encoder.layer.{i}" for i in kept]
+
+
+@pytest.mark.parametrize("name", ["bert", "vit"])
+def test_hidden_width_is_pruned_where_the_user_allows_it(name: str, tmp_path: Path) -> None:
+    net, x = hf_net(name), MODELS[name][3]
+    prune(net, x, amount=0.5, hidden=True)
+    config = net.hf.config
+    assert config.hidden_size == 32 and shapes(net) == ([2, 2, 2], [64, 64, 64])
+    assert all(u.parts[0].module.in_features == 32 for u in find_units(net))
+    assert net(x).shape == (4, 2)
+    save_model(net, tmp_path / "net.pt")
+    twin = restore(build_model(MODELS[name][0], num_classes=2, input_shape=MODELS[name][1], **MODELS[name][2]), tmp_path / "net.pt")
+    with torch.no_grad():
+        assert (twin(x) - net(x)).abs().max() <= 1e-5
+    assert twin.hf.config.hidden_size == 32
+    if name == "vit":  # ViTConfig expresses heads of a kept size with a narrower hidden width
+        reloaded = transformers.ViTForImageClassification.from_pretrained(save_pretrained(net, tmp_path / "hf")).eval()
+        with torch.no_grad():
+            assert (reloaded(pixel_values=x).logits - net(x)).abs().max() <= 1e-5
+
+
+def test_hidden_width_needs_linear_projections() -> None:
+    with pytest.raises(SpiralConfigError, match=r"`hidden`=True prunes the residual width .* \['Conv1D'\]"):
+        prune(hf_net("gpt2"), IDS, amount=0.5, hidden=True)
