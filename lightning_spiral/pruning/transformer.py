@@ -39,7 +39,7 @@ from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.models.spec import PruningStep, spec_of
 from lightning_spiral.pruning.depth import block_influence, block_stack, drop_blocks
 from lightning_spiral.pruning.head_pruned_attention import HeadPrunedAttention
-from lightning_spiral.pruning.transformer_units import Unit, find_units, keep
+from lightning_spiral.pruning.transformer_units import Unit, find_units, keep, out_features
 
 UNIT_KINDS = ("heads", "mlp", "blocks")
 UNIT_IMPORTANCE = ("l1", "l2", "taylor", "random")
@@ -146,7 +146,8 @@ def apply_step(model: nn.Module, step: PruningStep) -> None:
     unit = next((u for u in find_units(model) if u.path == path and u.kind == kind), None)
     if unit is None or max(removed, default=-1) >= unit.groups:
         raise PruningError(f"No {kind} unit with more than {max(removed, default=-1)} groups at {path!r}.")
-    kept_groups = [g for g in range(unit.groups) if g not in set(removed)]
+    removed_groups = set(removed)
+    kept_groups = [g for g in range(unit.groups) if g not in removed_groups]
     for part in unit.parts:
         keep(part.module, part.axis, torch.tensor([row for g in kept_groups for row in part.rows(g)]))
     _sync_unit(model, unit, len(kept_groups))
@@ -155,8 +156,7 @@ def apply_step(model: nn.Module, step: PruningStep) -> None:
 def _sync_unit(model: nn.Module, unit: Unit, kept_groups: int) -> None:
     """Make the unit's module attributes describe its new tensors."""
     if unit.kind == "mlp":
-        _set_ints(unit.module, intermediate_size=unit.parts[0].module.weight.shape[0]
-                  if isinstance(unit.parts[0].module, nn.Linear) else unit.parts[0].module.nf)
+        _set_ints(unit.module, intermediate_size=out_features(unit.parts[0].module))
         return
     heads = kept_groups * unit.group_size
     width = heads * unit.head_dim
@@ -197,7 +197,7 @@ def kept_blocks(model: nn.Module, num_blocks: int) -> list[int]:
     history = [] if spec_of(model) is None else spec_of(model).pruning_history
     for _, kind, removed in history:
         if kind == "blocks":
-            kept = [index for position, index in enumerate(kept) if position not in set(removed)]
+            kept = [index for position, index in enumerate(kept) if position not in removed]
     return kept
 
 
