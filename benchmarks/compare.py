@@ -452,7 +452,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{teacher['macs'] / 1e6:.1f}M MACs, {teacher['latency_ms_b1']:.2f} ms (batch 1) / {teacher[f'latency_ms_b{b}']:.1f} ms "
         f"(batch {b}), {teacher['epochs']} epochs in {teacher['wall_s']:.0f} s. Latency: 2 threads, in {layouts} "
         f"at each batch size (per-layout times in the JSON), the median over "
-        f"{results['settings'].get('latency_rounds', 1)} rounds that alternate over all models (each round the median of "
+        f"{results['settings'].get('latency_rounds', 1)} rounds that alternate over all models (each round the fastest of "
         f"{results['settings']['latency_repeats']} runs); speed-ups are taken within a round: median (min–max over rounds).",
     ]
     for target in sorted({row["target"] for row in results["rows"]}, reverse=True):
