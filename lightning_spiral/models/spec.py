@@ -159,9 +159,7 @@ def example_for(spec: ModelSpec, model: nn.Module) -> torch.Tensor:
     Zeros for float inputs; token id 1 for integer ones (id 0 is padding, which masks every position).
     """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    dtype = getattr(torch, spec.input_dtype)
-    fill = 0 if dtype.is_floating_point else 1
-    return torch.full((1, *(spec.input_shape or ())), fill, dtype=dtype, device=device)
+    return sample_batch((1, *(spec.input_shape or ())), getattr(torch, spec.input_dtype), device, random=False)
 
 
 def random_input(model: nn.Module, input_shape: Sequence[int], batch_size: int,
@@ -177,11 +175,23 @@ def random_input(model: nn.Module, input_shape: Sequence[int], batch_size: int,
         torch.Size([3, 4])
     """
     spec = spec_of(model)
-    dtype = getattr(torch, spec.input_dtype) if spec is not None else torch.float32
-    shape = (batch_size, *input_shape)
-    if dtype.is_floating_point:
-        return torch.randn(shape, dtype=dtype, device=device)
-    return torch.ones(shape, dtype=dtype, device=device)
+    return sample_batch((batch_size, *input_shape), getattr(torch, spec.input_dtype) if spec is not None else torch.float32,
+                        device)
+
+
+def sample_batch(shape: Sequence[int], dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", *,
+                 random: bool = True) -> torch.Tensor:
+    """A batch of ``shape``: random (or zero) floats, or token id 1 for an integer dtype.
+
+    Id 1 is in every vocabulary and is no padding (id 0 masks a position out), so every position is attended to.
+
+    Example:
+        >>> sample_batch((1, 4), torch.int64).tolist()
+        [[1, 1, 1, 1]]
+    """
+    if not dtype.is_floating_point:
+        return torch.ones(tuple(shape), dtype=dtype, device=device)
+    return (torch.randn if random else torch.zeros)(tuple(shape), dtype=dtype, device=device)
 
 
 def class_path(model: nn.Module) -> str:

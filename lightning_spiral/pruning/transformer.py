@@ -245,16 +245,12 @@ def sync_configs(model: nn.Module) -> None:
         "head_dim": [u.head_dim for u in units if u.kind == "heads"],
         "intermediate_size": [u.groups for u in units if u.kind == "mlp"],
     }
-    per_layer = {}
+    uniform = {name: values[0] for name, values in shapes.items() if values and len(set(values)) == 1}
+    per_layer = {name: values for name, values in shapes.items() if values and name not in uniform}
     for config in configs:
-        for name, values in shapes.items():
-            target = "n_inner" if name == "intermediate_size" and hasattr(config, "n_inner") else name
-            if name in ("num_key_value_heads",) and not hasattr(config, name):
-                continue
-            if values and len(set(values)) == 1:
-                setattr(config, target, values[0])
-            elif values:
-                per_layer[name] = values
+        for name, value in uniform.items():
+            if name != "num_key_value_heads" or hasattr(config, name):  # only configs with grouped-query attention
+                setattr(config, "n_inner" if name == "intermediate_size" and hasattr(config, "n_inner") else name, value)
         config.num_hidden_layers = len(shapes["head_dim"])
         if per_layer:
             config.spiral_layer_shapes = per_layer

@@ -21,6 +21,7 @@ from lightning_spiral.console import LIGHTNING_LOGGERS, quiet_loggers
 from lightning_spiral.errors import ModelFormatError, PruningError, SpiralConfigError
 from lightning_spiral.io import restore, save_model
 from lightning_spiral.measure import count_macs
+from lightning_spiral.models.spec import sample_batch
 from lightning_spiral.pruning import prune
 from lightning_spiral.pruning.coupling import quiet_coupling_warnings
 from lightning_spiral.spiral.monitor import Monitor
@@ -97,10 +98,8 @@ def data_example(datamodule: L.LightningDataModule, batch_size: int = 1) -> torc
         >>> data_example(DigitsDataModule(), 2).shape
         torch.Size([2, 1, 8, 8])
     """
-    shape = (batch_size, *datamodule.input_shape)
-    if getattr(datamodule, "vocab_size", None):  # text: a token every vocabulary has and no padding
-        return torch.ones(shape, dtype=torch.long)
-    return torch.randn(shape)
+    text = bool(getattr(datamodule, "vocab_size", None))
+    return sample_batch((batch_size, *datamodule.input_shape), torch.long if text else torch.float32)
 
 
 def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModule) -> None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from torchvision.models import VisionTransformer
 
-from lightning_spiral.errors import PruningError, SpiralConfigError
+from lightning_spiral.errors import ModelFormatError, PruningError, SpiralConfigError
 from lightning_spiral.io import restore, save_model
 from lightning_spiral.measure import count_macs, count_params
 from lightning_spiral.models.spec import spec_of
@@ -218,7 +218,7 @@ def test_restore_refuses_a_model_of_another_shape(tmp_path: Path) -> None:
     net = hf_net("bert")
     prune(net, IDS, amount=0.5)
     save_model(net, tmp_path / "bert.pt")
-    with pytest.raises(Exception, match="does not fit"):
+    with pytest.raises(ModelFormatError, match="does not fit"):
         restore(torchvision_vit(), tmp_path / "bert.pt")
 
 
