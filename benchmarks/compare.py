@@ -20,6 +20,8 @@ Each (method, target, seed) run is cached in ``--cache-dir`` as it finishes, so 
 continues where it stopped. Latency is measured at the end, in one pass, from the saved models
 (median of 20 runs, 2 threads, batch 1 and 64), with the package's own measurement code.
 
+The profiles are in ``profiles.py``; the tables, plot and RESULTS.md sections are written by ``results_io.py``.
+
 Run:  python benchmarks/compare.py --profile quick   (about 60-80 minutes on a 2-core CPU)
 """
 
@@ -29,7 +31,6 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import os
 import statistics
@@ -43,11 +44,9 @@ import lightning.pytorch as L
 import torch
 import torch.nn as nn
 from lightning.pytorch.callbacks import ModelPruning
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from lightning_spiral import KDLoss, PruningCallback, Spiral, SpiralModule, load_model, save_model
-from lightning_spiral.atomic import atomic_write_bytes, atomic_write_text
+from lightning_spiral.atomic import atomic_write_bytes
 from lightning_spiral.data import NpzDataModule, SST2DataModule
 from lightning_spiral.distill import AttentionTransferLoss, DKDLoss, FitNetLoss, RKDLoss, WeightedSum
 from lightning_spiral.io import rebuild
@@ -57,82 +56,8 @@ from lightning_spiral.models.spec import random_input, spec_of
 from lightning_spiral.records import machine_info
 from lightning_spiral.timing import interleaved_latency, side_by_side
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "cifar10_subset.npz"
-DEFAULT_TEXT = HERE.parent.parent / "shared" / "data" / "sst2"
-TEACHER_SEED = 0  # the cached teacher trains with this seed, on this seed's validation split
-METHODS = ("spiral_original", "spiral_previous", "iterative_ft", "oneshot_kd", "oneshot_ft", "modelpruning", "scratch", "scratch_kd")
-# --distill: the spiral_original recipe with other distillation losses (spiral_original itself is the KD row)
-DISTILL_METHODS = ("spiral_dkd", "spiral_kd_at", "spiral_fitnet", "spiral_rkd")
-
-
-
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    """Everything that sets the cost and the difficulty of one benchmark run."""
-
-    model: str
-    model_kwargs: dict[str, Any]
-    teacher_epochs: int
-    teacher_lr: float
-    stage_lr: float
-    stage_epochs: dict[float, list[int]]  # target MACs ratio -> epochs of each spiral stage (sum = budget)
-    seeds: tuple[int, ...]
-    spiral_schedule: str = "constant"  # how the multi-stage methods split the cut (constant = same fraction per stage)
-    spiral_lr: float | None = None  # the multi-stage methods' stage learning rate (None: stage_lr)
-    batch_size: int = 128
-    train_subset: int | None = None
-    test_subset: int | None = None
-    temperature: float = 4.0
-    alpha: float = 0.9
-    latency_repeats: int = 20
-    latency_rounds: int = 5  # alternating timing rounds over all final models (lightning_spiral.timing)
-    latency_batch: int = 64  # the batch size of the table's speed-ups (besides batch 1)
-    latency_layouts: tuple[str, ...] = ("contiguous", "channels_last")  # the faster one is reported
-    optimizer: str = "sgd"  # sgd (momentum 0.9, Nesterov, weight decay 5e-4) | adamw (weight decay 0.01)
-    data: str = "cifar10"  # cifar10 (the npz subset) | sst2 (a folder of SST-2 tsv files)
-    # feature taps for --distill; vgg_bn: features.7 is the last 128-channel conv block (8x8), features.9 the 256-channel one
-    feature_paths: dict[str, str] = dataclasses.field(default_factory=lambda: {"at": "features.7", "hint": "features.9"})
-
-    @property
-    def targets(self) -> list[float]:
-        return sorted(self.stage_epochs, reverse=True)
-
-    def budget(self, target: float) -> int:
-        return sum(self.stage_epochs[target])
-
-
-PROFILES: dict[str, Profile] = {
-    # FACTS.md's calibration setting: half-width VGG-BN teacher, 12 epochs for every method. The spiral
-    # recipe is spiral_search.py's winner: four or five stages, AGP (cubic) cut, one-epoch stages then one
-    # long final stage, stage lr 0.05 (0.03 ties it within the seed spread, rounds 3-4); one-shot methods keep lr 0.01, their best.
-    "quick": Profile(
-        model="vgg_bn", model_kwargs={}, teacher_epochs=39, teacher_lr=0.05, stage_lr=0.01,
-        stage_epochs={0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, seeds=(0, 1, 2), spiral_schedule="cubic", spiral_lr=0.05,
-    ),
-    # For a GPU: ResNet-56, longer budgets, three seeds.
-    "full": Profile(
-        model="resnet56", model_kwargs={}, teacher_epochs=160, teacher_lr=0.1, stage_lr=0.01,
-        stage_epochs={0.2: [10, 10, 40], 0.1: [8, 8, 8, 36]}, seeds=(0, 1, 2),
-        feature_paths={"at": "stages.2", "hint": "stages.2"},
-    ),
-    # issue 18: a small BERT (4 layers, hidden 128, 4 heads of 32, FFN 512) trained from scratch on 10,000
-    # SST-2 phrases at sequence length 64 (about 30 minutes on a 2-core CPU); whole heads and MLP neurons
-    # pruned; latency at batch 32. benchmarks/transformer_latency.py times the hidden-256 size.
-    "sst2_bert": Profile(
-        model="hf.bert", model_kwargs={"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
-                                       "intermediate_size": 512},
-        teacher_epochs=4, teacher_lr=5e-4, stage_lr=2e-4, stage_epochs={0.5: [1, 2], 0.25: [1, 2]}, seeds=(0, 1, 2),
-        spiral_schedule="cubic", batch_size=64, train_subset=10000, latency_batch=32, latency_layouts=("contiguous",),
-        optimizer="adamw", data="sst2",
-    ),
-    # Seconds, for the smoke test: tiny subsets, one target, one seed.
-    "smoke": Profile(
-        model="vgg_bn", model_kwargs={"config": [8, "M", 16, "M"]}, teacher_epochs=1, teacher_lr=0.05, stage_lr=0.01,
-        stage_epochs={0.5: [1, 1]}, seeds=(0,), batch_size=64, train_subset=256, test_subset=64, latency_repeats=2, latency_rounds=1,
-        feature_paths={"at": "features.2", "hint": "features.2"},
-    ),
-}
+from profiles import DEFAULT_DATA, DEFAULT_TEXT, DISTILL_METHODS, HERE, METHODS, PROFILES, TEACHER_SEED
+from results_io import plot, render_markdown, update_results_section, write_json
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -156,10 +81,6 @@ COSINE = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR)
 def example_input(model: nn.Module) -> torch.Tensor:
     """A batch of one sample of the model's input shape and dtype (from its spec)."""
     return random_input(model, spec_of(model).input_shape, 1)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 class Benchmark:
@@ -435,84 +356,6 @@ class Benchmark:
         update_results_section(self.results_dir.parent / "RESULTS.md", f"compare:{self.name}",
                                f"compare.py — {self.name} profile", render_markdown(results))
         return results
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    """One table per target: accuracy (mean ± std over seeds), size, speed and cost of every method."""
-    teacher, machine = results["teacher"], results["machine"]
-    b = results["settings"].get("latency_batch", 64)
-    layouts = "the faster of the NCHW and channels_last layouts" if len(results["settings"].get("latency_layouts", "12")) > 1 \
-        else "the contiguous layout"
-    lines = [
-        f"Profile `{results['profile']}` — command `{results['command']}` — {machine.get('date', '')[:10]}, "
-        f"{machine.get('cpu_count')} CPU cores, {machine.get('threads')} threads, torch {machine.get('torch')}, "
-        f"lightning {machine.get('lightning')}, torch-pruning {machine.get('torch_pruning')}.",
-        "",
-        f"Teacher: test top-1 **{100 * teacher['top1']:.2f}%**, {teacher['params'] / 1e6:.2f}M params, "
-        f"{teacher['macs'] / 1e6:.1f}M MACs, {teacher['latency_ms_b1']:.2f} ms (batch 1) / {teacher[f'latency_ms_b{b}']:.1f} ms "
-        f"(batch {b}), {teacher['epochs']} epochs in {teacher['wall_s']:.0f} s. Latency: 2 threads, in {layouts} "
-        f"at each batch size (per-layout times in the JSON), the median over "
-        f"{results['settings'].get('latency_rounds', 1)} rounds that alternate over all models (each round the fastest of "
-        f"{results['settings']['latency_repeats']} runs); speed-ups are taken within a round: median (min–max over rounds).",
-    ]
-    for target in sorted({row["target"] for row in results["rows"]}, reverse=True):
-        lines += [
-            "",
-            f"**Target: {target:.0%} of the teacher's MACs** (test top-1 on the full test split, mean ± std over seeds)",
-            "",
-            f"| method | top-1 % | Δ pts vs teacher | seeds | params | MACs % | b1 ms | b{b} ms | speed-up b{b} | speed-up ÷ MACs reduction | size | train s |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for row in sorted((r for r in results["rows"] if r["target"] == target), key=lambda r: -r["top1"]):
-            speedup, (low, high) = row[f"speedup_b{b}"], row[f"speedup_b{b}_range"]
-            reduction = teacher["macs"] / row["macs"]
-            lines.append(
-                f"| {row['method']} | {100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | "
-                f"{100 * (row['top1'] - teacher['top1']):+.2f} | {row['seeds']} | {row['params'] / 1e3:.0f}K | "
-                f"{100 * row['macs_ratio']:.1f} | {row['latency_ms_b1']:.2f} | {row[f'latency_ms_b{b}']:.1f} | "
-                f"{speedup:.2f}× ({low:.2f}–{high:.2f}) | {speedup / reduction:.2f} ({low / reduction:.2f}–{high / reduction:.2f}) | "
-                f"{row['size_bytes'] / 1e3:.0f} kB | {row['wall_s']:.0f} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def in_results_dir(path: Path) -> bool:
-    """Whether ``path`` (relative or absolute) is a file in ``benchmarks/results/``: only such runs update RESULTS.md."""
-    return path.resolve().parent == (HERE / "results").resolve()
-
-
-def update_results_section(path: Path, name: str, title: str, body: str) -> None:
-    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` (appended if absent)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.is_file() else "# Benchmark results\n"
-    block = f"{start}\n{body}{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + f"\n\n## {title}\n\n{block}\n"
-    atomic_write_text(path, text)
-
-
-def plot(results: dict[str, Any]) -> bytes:
-    """Top-1 against MACs and against the batch latency: every method, both targets, and the teacher."""
-    figure = Figure(figsize=(11, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    teacher, b = results["teacher"], results["settings"].get("latency_batch", 64)
-    for axis, key, label in zip(figure.subplots(1, 2), ("macs", f"latency_ms_b{b}"), ("MACs (millions)", f"batch-{b} latency (ms, CPU)")):
-        scale = 1e6 if key == "macs" else 1.0
-        for method in METHODS + DISTILL_METHODS:
-            rows = [r for r in results["rows"] if r["method"] == method]
-            if rows:
-                axis.errorbar([r[key] / scale for r in rows], [100 * r["top1"] for r in rows],
-                              yerr=[100 * r["top1_std"] for r in rows], marker="o", linestyle="", capsize=3, label=method)
-        axis.scatter([teacher[key] / scale], [100 * teacher["top1"]], marker="*", s=200, color="black", label="teacher")
-        axis.set_xlabel(label)
-        axis.set_ylabel("test top-1 (%)")
-        axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
 
 
 def main(argv: list[str] | None = None) -> None:

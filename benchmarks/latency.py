@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {"command": "; ".join(commands), "commands": commands, "machine": machine_info(args.threads), **settings,
                "rows": rows, "fastest": fastest}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    from compare import in_results_dir, update_results_section  # one writer of RESULTS.md sections
+    from results_io import in_results_dir, update_results_section  # one writer of RESULTS.md sections
 
     if in_results_dir(args.out):  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         key, title = "latency", "latency.py — structured pruning vs masks"

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[op_profile] {name}: {total:.2f} -> {sum(after.values()):.2f} ms", flush=True)
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print("\n".join(lines))
-    from compare import in_results_dir, update_results_section  # one writer of RESULTS.md sections
+    from results_io import in_results_dir, update_results_section  # one writer of RESULTS.md sections
 
     if in_results_dir(args.out):  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         update_results_section(HERE / "RESULTS.md", "op-profile", "op_profile.py — where pruned depthwise CNNs spend their time",

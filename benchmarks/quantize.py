@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     results |= {"command": "python benchmarks/quantize.py " + " ".join(shown_arguments(argv if argv is not None else sys.argv[1:])),
                 "machine": machine_info(args.threads) | {"load_1min_at_start": os.getloadavg()[0]}, "repeats": args.repeats, "rounds": args.rounds, "threads": args.threads}
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
-    from compare import in_results_dir, update_results_section  # one writer of RESULTS.md sections
+    from results_io import in_results_dir, update_results_section  # one writer of RESULTS.md sections
 
     if in_results_dir(args.out):  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         update_results_section(HERE / "RESULTS.md", "quantize", "quantize.py — fp32 vs fp16 vs INT8 (ONNX Runtime, torchao)",

@@ -42,7 +42,9 @@ sys.path.insert(0, str(HERE))
 
 from lightning_spiral import KDLoss  # noqa: E402
 
-from compare import DEFAULT_DATA, PROFILES, TEACHER_SEED, Benchmark, in_results_dir, update_results_section, write_json  # noqa: E402
+from compare import Benchmark  # noqa: E402
+from profiles import DEFAULT_DATA, PROFILES, TEACHER_SEED  # noqa: E402
+from results_io import in_results_dir, update_results_section, write_json  # noqa: E402
 
 BASELINE = "oneshot_kd"
 TITLE = "spiral_search.py — the method search"

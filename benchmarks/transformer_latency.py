@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     table = render_markdown(results)
     print(table)
-    from compare import in_results_dir, update_results_section  # one writer of RESULTS.md sections
+    from results_io import in_results_dir, update_results_section  # one writer of RESULTS.md sections
 
     if in_results_dir(args.out):  # runs written elsewhere (tests, experiments) leave RESULTS.md alone
         update_results_section(HERE / "RESULTS.md", "transformer-latency",
