@@ -106,9 +106,9 @@ class Benchmark:
         unaffected either way; compare.py keeps the per-seed split its cached runs were trained on.
         """
         p = self.profile
-        if p.data == "sst2":
+        if p.data == "sst2":  # the teacher's split for every seed: its vocabulary fixes the token ids
             return SST2DataModule(self.data_path, max_length=64, batch_size=p.batch_size, val_fraction=0.05,
-                                  seed=seed if split_seed is None else split_seed, train_subset=p.train_subset)
+                                  seed=TEACHER_SEED, train_subset=p.train_subset)
         return NpzDataModule(self.data_path, batch_size=p.batch_size, val_fraction=0.1,
                              seed=seed if split_seed is None else split_seed, augment=True,
                              train_subset=p.train_subset, test_subset=p.test_subset)

@@ -28,15 +28,21 @@ from typing import Any, Literal
 
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 
 from lightning_spiral.checks import check_bool, check_choice, check_int, check_interval, refuse
 from lightning_spiral.errors import PruningError, SpiralConfigError
-from lightning_spiral.models.pruning_fixups import channel_multiple, sync_after_pruning
+from lightning_spiral.models.pruning_fixups import channel_multiple
 from lightning_spiral.models.spec import PruningStep, record_pruning
 from lightning_spiral.pruning.coupling import output_widths, warn_over_pruned
 from lightning_spiral.pruning.importance import ImportanceName, check_importance_name, make_importance, needs_gradients
+from lightning_spiral.pruning.latency_allocation import (
+    LatencyAllocation,
+    channel_groups,
+    check_latency_allocation,
+    layer_amounts_for_latency,
+)
 from lightning_spiral.pruning.rollback import LastModuleEntered, ModuleSnapshot
+from lightning_spiral.pruning.tp_step import torch_pruning_step
 from lightning_spiral.pruning.transformer import (
     check_drop_blocks,
     check_hidden_prunable,
@@ -52,6 +58,7 @@ from lightning_spiral.pruning.target import (
     check_latency_batch_size,
     check_latency_budget,
     check_ratio,
+    latency_measurement,
 )
 
 
@@ -141,6 +148,11 @@ def default_ignored_layers(model: nn.Module) -> list[nn.Module]:
     return [convs[-1]] if convs else []
 
 
+def ignored_modules(model: nn.Module, ignored_layers: Sequence[str | nn.Module] | None) -> list[nn.Module]:
+    """The layers whose output channels are kept: ``ignored_layers`` resolved, or the final classifier."""
+    return default_ignored_layers(model) if ignored_layers is None else resolve_layers(model, ignored_layers)
+
+
 def resolve_layers(model: nn.Module, layers: Sequence[str | nn.Module], argument: str = "ignored_layers") -> list[nn.Module]:
     """Turn module paths (``"fc"``, ``"features.10"``) or modules into modules of ``model``."""
     named = dict(model.named_modules())
@@ -168,6 +180,7 @@ def prune(
     target_params_ratio: float | None = None,
     target_latency_ms: float | None = None,
     latency_batch_size: int = 64,
+    latency_allocation: LatencyAllocation = "uniform",
     importance: ImportanceName = "l1",
     global_pruning: bool = False,
     ignored_layers: Sequence[str | nn.Module] | None = None,
@@ -189,6 +202,9 @@ def prune(
         target_latency_ms: instead of ``amount``: prune in steps of 5% of the channels until the
             measured CPU latency at ``latency_batch_size`` is within this budget (:func:`amount_for_latency`).
         latency_batch_size: batch size of the latency measurement for ``target_latency_ms``.
+        latency_allocation: how ``target_latency_ms`` is spent: ``"uniform"`` cuts every layer by the
+            same fraction; ``"per_layer"`` cuts each dependency group by its measured latency saved
+            per importance lost (a latency table built once, NetAdapt/HALP-style; :mod:`~lightning_spiral.pruning.latency_allocation`).
         importance: criterion ranking the channels (see :mod:`~lightning_spiral.pruning.importance`);
             ``"taylor"`` needs ``.grad`` on the weights.
         global_pruning: rank channels across layers instead of removing ``amount`` from every layer.
@@ -237,16 +253,31 @@ def prune(
     if hidden and by_units:
         check_hidden_prunable(model)
     latency_batch_size = check_latency_batch_size(latency_batch_size)
+    check_latency_allocation(latency_allocation, target_latency_ms=target_latency_ms, by_units=by_units,
+                             global_pruning=options["global_pruning"], layer_amounts=layer_amounts)
     check_gradients(model, importance)
     if target_macs_ratio is not None or target_params_ratio is not None:
         metric, target = ("macs", target_macs_ratio) if target_macs_ratio is not None else ("params", target_params_ratio)
         amount = amount_for_ratio(model, example_inputs, target, metric=metric, prune_kwargs=options, prune_fn=prune)
+    elif latency_allocation == "per_layer":
+        return _prune_per_layer_for_latency(model, example_inputs, target_latency_ms, latency_batch_size, options)
     elif target_latency_ms is not None:
         amount = amount_for_latency(model, example_inputs, target_latency_ms, batch_size=latency_batch_size,
                                     prune_kwargs=options, prune_fn=prune)
     if by_units:
         return _prune_units_by_amount(model, example_inputs, amount, **options)
     return _prune_by_amount(model, example_inputs, amount, **options)
+
+
+def _prune_per_layer_for_latency(model: nn.Module, example_inputs: torch.Tensor, budget_ms: float, batch_size: int,
+                                 options: dict[str, Any]) -> nn.Module:
+    """:func:`prune` with ``latency_allocation="per_layer"``: each group's cut from the latency table, then one step."""
+    groups = channel_groups(model, example_inputs, importance=make_importance(options["importance"]),
+                            ignored=ignored_modules(model, options["ignored_layers"]),
+                            round_to=options["round_to"])
+    amounts = layer_amounts_for_latency(model, example_inputs, budget_ms, groups, latency_measurement(example_inputs, batch_size),
+                                        prune_fn=_prune_by_amount, prune_kwargs=options)
+    return _prune_by_amount(model, example_inputs, 0.0, **options | {"layer_amounts": amounts})
 
 
 def check_gradients(model: nn.Module, importance: ImportanceName) -> None:
@@ -275,12 +306,12 @@ def _prune_by_amount(
     multiple = channel_multiple(model)
     if multiple is not None:
         round_to = math.lcm(round_to or 1, multiple)
-    ignored = default_ignored_layers(model) if ignored_layers is None else resolve_layers(model, ignored_layers)
+    ignored = ignored_modules(model, ignored_layers)
     overrides = {resolve_layers(model, [name], argument="layer_amounts")[0]: value for name, value in (layer_amounts or {}).items()}
     pruner_options = dict(importance=make_importance(importance), pruning_ratio=amount, pruning_ratio_dict=overrides or None,
                           global_pruning=global_pruning, ignored_layers=ignored, round_to=round_to)
     before = output_widths(model)
-    steps = _prune_or_roll_back(model, example_inputs, lambda: _torch_pruning_step(model, example_inputs, pruner_options))
+    steps = _prune_or_roll_back(model, example_inputs, lambda: torch_pruning_step(model, example_inputs, pruner_options))
     record_pruning(model, steps, example_inputs)
     if not global_pruning:  # global ranking removes different fractions per layer by design
         warn_over_pruned(model, before, amount, overrides, ignored, round_to, stacklevel=4)  # blames prune's caller
@@ -310,7 +341,7 @@ def _prune_units_by_amount(
                             round_to=round_to, blocks_to_drop=drop_blocks, heads=units == "heads_mlp")
         if hidden:
             kept = hidden_ignored(model) + default_ignored_layers(model) + ignored
-            steps += _torch_pruning_step(model, example_inputs, dict(
+            steps += torch_pruning_step(model, example_inputs, dict(
                 importance=make_importance(importance), pruning_ratio=amount, ignored_layers=kept, round_to=round_to))
             sync_configs(model)
         return steps
@@ -318,15 +349,6 @@ def _prune_units_by_amount(
     steps = _prune_or_roll_back(model, example_inputs, apply)
     record_pruning(model, steps, example_inputs)
     return model
-
-
-def _torch_pruning_step(model: nn.Module, example_inputs: torch.Tensor, pruner_options: dict[str, Any]) -> list[PruningStep]:
-    """One torch-pruning step; the steps as plain values (``[module_name, is_out_channel_pruning, indices]``)."""
-    pruner = RoundingMetaPruner(model, example_inputs, **pruner_options)
-    pruner.step()
-    sync_after_pruning(model)
-    return [[str(name), bool(is_out), [int(i) for i in torch.as_tensor(idxs).flatten().tolist()]]
-            for name, is_out, idxs in pruner.pruning_history()]
 
 
 def _prune_or_roll_back(model: nn.Module, example_inputs: torch.Tensor,
@@ -358,19 +380,3 @@ def _prune_or_roll_back(model: nn.Module, example_inputs: torch.Tensor,
     finally:
         model.train(was_training)
     return steps
-
-
-class RoundingMetaPruner(tp.pruner.MetaPruner):
-    """torch-pruning's ``MetaPruner`` whose ``round_to`` never rounds a layer down to zero channels.
-
-    torch-pruning 1.6 rounds the kept channel count *down* to a multiple of ``round_to``; a layer
-    that would keep fewer than ``round_to`` channels rounds to zero, and a layer cannot lose all its
-    channels, so it is left unpruned. Large amounts then prune *less*: removing 90% of a CIFAR VGG's
-    channels with ``round_to=8`` kept 57.5% of its MACs. Here such a layer keeps ``round_to`` channels,
-    the rule torch-pruning's older ``round_pruning_amount`` had (VainF/Torch-Pruning#49).
-    """
-
-    def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
-        kept = current_channels - n_pruned
-        kept = max(kept - kept % round_to, min(round_to, current_channels))
-        return max(current_channels - kept, 0)

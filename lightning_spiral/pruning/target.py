@@ -119,6 +119,13 @@ def amount_for_ratio(
     return high
 
 
+def latency_measurement(example_inputs: torch.Tensor, batch_size: int, *, repeats: int = 10,
+                        threads: int = 2) -> Callable[[nn.Module], float]:
+    """``latency(network) -> ms``: the CPU latency of a network of ``example_inputs``' sample shape at ``batch_size``."""
+    input_shape = tuple(example_inputs.shape[1:])
+    return lambda network: measure_latency(network, input_shape, batch_size, repeats=repeats, threads=threads)
+
+
 def amount_for_latency(
     model: nn.Module,
     example_inputs: torch.Tensor,
@@ -142,14 +149,10 @@ def amount_for_latency(
     budget_ms = check_latency_budget(budget_ms)
     check_latency_batch_size(batch_size)
     check_interval("step", step, "(0, 1)")
-    input_shape = tuple(example_inputs.shape[1:])
+    latency_of = latency_fn or latency_measurement(example_inputs, batch_size, repeats=repeats, threads=threads)
     amount = step
     while amount <= MAX_SEARCH_AMOUNT + 1e-9:
-        trial = trial_prune(prune_fn, model, example_inputs, amount, prune_kwargs)
-        if latency_fn is not None:
-            latency = latency_fn(trial)
-        else:
-            latency = measure_latency(trial, input_shape, batch_size, repeats=repeats, threads=threads)
+        latency = latency_of(trial_prune(prune_fn, model, example_inputs, amount, prune_kwargs))
         if latency <= budget_ms:
             return round(amount, 6)
         amount += step

@@ -1,0 +1,99 @@
+"""Per-layer latency allocation: the greedy spends the budget where latency is, the check loop meets it, bad input is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lightning_spiral.errors import PruningError, SpiralConfigError
+from lightning_spiral.measure import count_macs
+from lightning_spiral.models import build_model
+from lightning_spiral.pruning import prune
+from lightning_spiral.pruning.importance import make_importance
+from lightning_spiral.pruning.latency_allocation import ChannelGroup, allocate, channel_groups, layer_amounts_for_latency
+from lightning_spiral.pruning.structured import _prune_by_amount, ignored_modules
+
+OPTIONS = dict(importance="l1", global_pruning=False, ignored_layers=None, layer_amounts=None, round_to=None)
+
+
+class CostlyStem(nn.Module):
+    """A wide convolution at full resolution (most of the MACs), then a thin one after pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wide = nn.Conv2d(3, 64, 3, padding=1)
+        self.wide_out = nn.Conv2d(64, 16, 3, padding=1)
+        self.thin = nn.Conv2d(16, 16, 3, padding=1)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.wide_out(torch.relu(self.wide(x))))
+        x = torch.relu(self.thin(nn.functional.max_pool2d(x, 4)))
+        return self.head(x.mean((2, 3)))
+
+
+def macs_latency(example: torch.Tensor):
+    """A deterministic stand-in for a measurement: milliseconds proportional to MACs."""
+    return lambda network: count_macs(network, example) / 1e6
+
+
+def test_allocate_takes_the_cheapest_importance_per_millisecond_first() -> None:
+    groups = [ChannelGroup("a", torch.tensor([1.0, 1.0, 5.0, 5.0])), ChannelGroup("b", torch.tensor([0.1, 0.1, 9.0, 9.0]))]
+    table = {"a": [8.0, 6.0], "b": [9.0, 8.0]}  # cut by 0.25 / 0.5
+    assert allocate(groups, table, base_ms=10.0, target_ms=9.5, fractions=(0.25, 0.5)) == {"b": 0.25}  # 1 ms per 0.1 lost
+    assert allocate(groups, table, base_ms=10.0, target_ms=6.5, fractions=(0.25, 0.5)) == {"a": 0.25, "b": 0.5}
+    assert allocate(groups, table, base_ms=10.0, target_ms=1.0, fractions=(0.25, 0.5)) is None  # out of the table's reach
+
+
+def test_the_groups_are_the_pruners_and_scored_per_channel() -> None:
+    net, x = CostlyStem(), torch.randn(1, 3, 16, 16)
+    groups = {g.path: g for g in channel_groups(net, x, importance=make_importance("l1"), ignored=ignored_modules(net, None),
+                                                 round_to=None)}
+    assert set(groups) == {"wide", "wide_out", "thin"}  # the head is the kept classifier
+    assert groups["wide"].scores.shape == (64,) and groups["thin"].scores.shape == (16,)
+    assert groups["wide"].lost(0.5) < groups["wide"].lost(1.0) / 2 + 1e-6  # the lowest scores go first
+
+
+def test_the_allocation_meets_the_budget_and_cuts_the_costly_layer_most() -> None:
+    torch.manual_seed(0)
+    net, x = CostlyStem(), torch.randn(1, 3, 16, 16)
+    latency = macs_latency(x)
+    budget = 0.6 * latency(net)
+    groups = channel_groups(net, x, importance=make_importance("l1"), ignored=ignored_modules(net, None), round_to=None)
+    amounts = layer_amounts_for_latency(net, x, budget, groups, latency, prune_fn=_prune_by_amount, prune_kwargs=OPTIONS)
+    assert net.wide.out_channels == 64  # the trials ran on copies
+    full_resolution = max(amounts.get("wide", 0.0), amounts.get("wide_out", 0.0))
+    assert full_resolution > amounts.get("thin", 0.0)  # the cut goes where the MACs are
+    pruned = _prune_by_amount(net, x, 0.0, **OPTIONS | {"layer_amounts": amounts})
+    assert latency(pruned) <= budget
+    assert pruned(x).shape == (1, 4)
+
+
+def test_an_unreachable_budget_is_refused_and_the_model_kept() -> None:
+    net, x = CostlyStem(), torch.randn(1, 3, 16, 16)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    groups = channel_groups(net, x, importance=make_importance("l1"), ignored=ignored_modules(net, None), round_to=None)
+    with pytest.raises(PruningError, match="cannot be met in one step with `latency_allocation`='per_layer'"):
+        layer_amounts_for_latency(net, x, 1e-6, groups, macs_latency(x), prune_fn=_prune_by_amount, prune_kwargs=OPTIONS)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(amount=0.3), "`target_latency_ms` is not set"),
+    (dict(target_latency_ms=5.0, global_pruning=True), "`global_pruning`=True"),
+    (dict(target_latency_ms=5.0, layer_amounts={"wide": 0.5}), "`layer_amounts`="),
+    (dict(target_latency_ms=5.0, latency_allocation="greedy"), "`latency_allocation` must be one of"),
+])
+def test_conflicting_options_are_refused_in_one_line(kwargs: dict, message: str) -> None:
+    net = CostlyStem()
+    with pytest.raises(SpiralConfigError, match=message) as refused:
+        prune(net, torch.randn(1, 3, 16, 16), **{"latency_allocation": "per_layer", **kwargs})
+    assert "\n" not in str(refused.value)
+    assert net.wide.out_channels == 64
+
+
+def test_prune_per_layer_measures_a_real_network() -> None:
+    net, x = build_model("small_cnn", num_classes=10, input_shape=(1, 8, 8)), torch.randn(1, 1, 8, 8)
+    pruned = prune(net, x, target_latency_ms=1e3, latency_allocation="per_layer", latency_batch_size=4)  # met unpruned
+    assert pruned is net and count_macs(net, x) > 0 and net(x).shape == (1, 10)
