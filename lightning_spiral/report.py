@@ -52,6 +52,7 @@ from lightning_spiral.records import (
     side_by_side_of,
     spiral_settings,
 )
+from lightning_spiral.report_timing import cuda_lines, quantized_line, speedup_cell, timed_speedup, timing_line
 
 # Columns of the terminal and markdown tables; numbers are right-aligned.
 _COLUMNS = (
@@ -125,6 +126,7 @@ def render_markdown(report: SpiralReport) -> str:
         timing_line(report),
         "",
         *([line, ""] if (line := quantized_line(report)) else []),
+        *(part for line in cuda_lines(report) for part in (line, "")),
         f"The `val` column is the monitored validation value, `{monitor_key(report)}`.",
         "",
         f"Machine: {_key_values(report.machine)}",
@@ -144,7 +146,8 @@ def render_table(report: SpiralReport) -> Table:
     notes = [f"stage {result.stage}: {escape(result.note)}" for result in results if result.note]
     if report.quantized is not None:
         notes.append(f"{report.quantized.kind}: {escape(_quantized_cells(report)['note'])}")
-    caption = "\n".join(line for line in (summary_line(report), timing_line(report), quantized_line(report), *notes) if line)
+    lines = (summary_line(report), timing_line(report), quantized_line(report), *cuda_lines(report), *notes)
+    caption = "\n".join(line for line in lines if line)
     table = Table(title="Spiral report", caption=caption, box=box.SIMPLE_HEAD, collapse_padding=True)
     columns = [column for column in _COLUMNS if column != "note"]
     for column in columns:
@@ -228,59 +231,6 @@ def format_bytes(value: float) -> str:
     return _scaled(value, (" B", " kB", " MB", " GB"))
 
 
-def speedup_cell(report: SpiralReport, result: StageResult) -> str:
-    """``"2.21×"`` timed side by side, ``"2.21×?"`` when its rounds disagree, ``"≈2.21×"`` when provisional."""
-    timed = side_by_side_of(report, result)
-    if timed is not None:
-        return _timed_speedup(timed)
-    speedup = ratio(report.teacher.latency_ms_b64, result.latency_ms_b64)
-    return "–" if speedup is None else f"≈{speedup:.2f}×"
-
-
-def timing_line(report: SpiralReport) -> str:
-    """How the latencies and speed-ups were timed, for under the table."""
-    timing = report.timing
-    if timing is None:
-        return "Latency: each stage timed alone (≈: provisional figures)."
-    line = (f"Latency: timed side by side in {timing['rounds']} alternating rounds on {timing['device']}, "
-            f"{timing['threads']} threads, the faster of NCHW/NHWC; speed-ups within rounds (median)")
-    served = quantized_timing(report)
-    if any(stage["flagged"] for stage in timing["stages"].values()) or (served is not None and served["flagged"]):
-        line += f"; ? = rounds disagree by more than {timing['max_spread']:.0%} (a busy machine?)"
-    return line + (f". Note: {timing['note']}." if timing.get("note") else ".")
-
-
-def quantized_line(report: SpiralReport) -> str:
-    """The quantized artifact's speed-up over the teacher, timed in the same rounds (``""`` when not timed so).
-
-    ``?`` marks a flagged figure, as in the table (:func:`timing_line` says what it means).
-
-    Example:
-        >>> t = StageResult(stage=0, top1=0.8, val_top1=0.8, params=10, macs=100, latency_ms_b1=1.0,
-        ...     latency_ms_b64=10.0, size_bytes=4096, model_path="stage_0/model.pt", kept=True,
-        ...     amount=0.0, wall_s=100.0)
-        >>> q = QuantizedResult(kind="int8_ptq", top1=0.8, val_top1=0.8, size_bytes=1024,
-        ...     runtime="onnxruntime 1.32.0", model_path="quantized/model.onnx")
-        >>> figures = {"latency_ms_b64": 2.5, "latency_ms_b64_range": [2.4, 2.7], "speedup_b64": 4.0,
-        ...     "speedup_b64_range": [3.8, 4.1], "flagged": [], "runtime": "onnxruntime 1.32.0"}
-        >>> print(quantized_line(SpiralReport(teacher=t, quantized=q, timing={"rounds": 5, "threads": 2, "stages": {},
-        ...     "max_spread": 0.15, "quantized": figures})))
-        int8_ptq in onnxruntime 1.32.0 (2 threads, batch 64): 4.00× the teacher's speed (3.80–4.10× over 5 rounds), 2.50 ms; timed in the same alternating rounds as the stages.
-    """
-    timed = quantized_timing(report)
-    if report.quantized is None or timed is None:
-        return ""
-    timing, (low, high) = report.timing or {}, timed["speedup_b64_range"]
-    return (f"{report.quantized.kind} in {timed['runtime']} ({timing['threads']} threads, batch 64): "
-            f"{_timed_speedup(timed)} the teacher's speed ({low:.2f}–{high:.2f}× over {timing['rounds']} rounds), "
-            f"{timed['latency_ms_b64']:.2f} ms; timed in the same alternating rounds as the stages.")
-
-
-def _timed_speedup(timed: dict[str, Any]) -> str:
-    """A side-by-side batch-64 speed-up, ``?`` appended when its rounds disagree."""
-    return f"{timed['speedup_b64']:.2f}×" + ("?" if 64 in timed["flagged"] else "")
-
-
 def _cells(result: StageResult, report: SpiralReport) -> dict[str, str]:
     """One table row, keyed by column name (the ``val`` column shows the monitored value)."""
     teacher, key = report.teacher, monitor_key(report)
@@ -321,7 +271,7 @@ def _quantized_cells(report: SpiralReport) -> dict[str, str]:
     })
     if timed is not None:
         cells.update({"b1 ms": f"{timed['latency_ms_b1']:.2f}", "b64 ms": f"{timed['latency_ms_b64']:.2f}",
-                      "speedup b64": _timed_speedup(timed)})
+                      "speedup b64": timed_speedup(timed)})
     return cells
 
 

@@ -50,6 +50,12 @@ Rounds = dict[str, dict[int, list[float]]]  # layout -> batch size -> one latenc
 Call = Callable[[], Any]  # one timed call, its input prepared beforehand
 CallKey = tuple[str, str, int]  # (contender, layout, batch size)
 MAX_SPREAD = 0.15  # a speed-up whose rounds span more than 15% of its median is flagged
+# Lightning precision names -> (dtype, how): "autocast" runs fp32 weights under torch.autocast, "cast" converts the weights
+PRECISIONS: dict[str, tuple[torch.dtype | None, str]] = {
+    "32-true": (None, "fp32"), "16-mixed": (torch.float16, "autocast"), "bf16-mixed": (torch.bfloat16, "autocast"),
+    "16-true": (torch.float16, "cast"), "bf16-true": (torch.bfloat16, "cast"),
+}
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}  # Lightning's short names
 
 
 def usable_cores() -> int:
@@ -126,25 +132,52 @@ def time_forward(model: nn.Module, x: torch.Tensor, *, repeats: int = 20, warmup
         return time_calls(lambda: model(x), repeats=repeats, warmup=warmup, threads=threads)
 
 
+def timed_precision(precision: str | int) -> str | None:
+    """Lightning's ``precision`` as a key of :data:`PRECISIONS` (``"bf16"`` -> ``"bf16-mixed"``), ``None`` for one not timed here.
+
+    Example:
+        >>> timed_precision(16), timed_precision("bf16-true"), timed_precision("64-true")
+        ('16-mixed', 'bf16-true', None)
+    """
+    name = PRECISION_ALIASES.get(str(precision), str(precision))
+    return name if name in PRECISIONS else None
+
+
 def prepared(model: nn.Module, input_shape: Sequence[int], batch_size: int, layout: MemoryFormat = "contiguous",
-             device: str | torch.device = "cpu") -> tuple[nn.Module, torch.Tensor]:
+             device: str | torch.device = "cpu", precision: str = "32-true") -> tuple[nn.Module, torch.Tensor]:
     """An eval-mode copy of ``model`` on ``device`` in ``layout``, and a random batch of ``(batch_size, *input_shape)``.
 
-    A copy, so the caller's model keeps its device, layout and mode.
+    A copy, so the caller's model keeps its device, layout and mode. A ``"-true"`` half ``precision``
+    converts the copy's weights and a float batch to that dtype (mixed ones stay fp32: see :func:`forward_calls`).
     """
     if layout not in ("contiguous", "channels_last"):
         raise refuse("memory_format", layout, "one of ['contiguous', 'channels_last']")
+    if precision not in PRECISIONS:
+        raise refuse("precision", precision, f"one of {sorted(PRECISIONS)}")
     timed = copy.deepcopy(model).eval().to(device)
     x = random_input(model, input_shape, batch_size, device)  # (B, *input_shape)
+    dtype, how = PRECISIONS[precision]
+    if how == "cast":
+        timed = timed.to(dtype)
+        x = x.to(dtype) if x.is_floating_point() else x  # token ids stay integers
     if layout == "channels_last":
         timed = timed.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)  # (B, C, H, W) stored as NHWC
     return timed, x
 
 
+def autocast_forward(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> Any:
+    """``model(x)`` under ``torch.autocast`` in ``dtype``: how a ``"-mixed"`` precision model serves."""
+    with torch.autocast(x.device.type, dtype=dtype):
+        return model(x)
+
+
 def forward_calls(models: Mapping[str, nn.Module], input_shape: Sequence[int], *, batch_sizes: Sequence[int] = (1, 64),
-                  layouts: Sequence[MemoryFormat] = ("contiguous",), device: str | torch.device = "cpu") -> dict[CallKey, Call]:
+                  layouts: Sequence[MemoryFormat] = ("contiguous",), device: str | torch.device = "cpu",
+                  precision: str = "32-true") -> dict[CallKey, Call]:
     """``model(x)`` of every model, prepared (:func:`prepared`) in every layout and batch size, keyed for :func:`interleaved_calls`.
+
+    ``precision`` (a key of :data:`PRECISIONS`): ``"-mixed"`` ones run each call under ``torch.autocast``.
 
     Example:
         >>> calls = forward_calls({"net": nn.Linear(4, 2)}, (4,), batch_sizes=(1, 8))
@@ -155,8 +188,10 @@ def forward_calls(models: Mapping[str, nn.Module], input_shape: Sequence[int], *
     for name, model in models.items():
         for layout in layouts:
             for batch in batch_sizes:
-                timed, x = prepared(model, input_shape, batch, layout, device)
-                calls[name, layout, batch] = functools.partial(timed, x)
+                timed, x = prepared(model, input_shape, batch, layout, device, precision)
+                dtype, how = PRECISIONS[precision]
+                calls[name, layout, batch] = (functools.partial(autocast_forward, timed, x, dtype) if how == "autocast"
+                                              else functools.partial(timed, x))
     return calls
 
 
@@ -229,6 +264,6 @@ def side_by_side(times: Mapping[str, Rounds], reference: str, batch_sizes: Seque
     return summary
 
 
-__all__ = ["MAX_SPREAD", "busy_cores_elsewhere", "fastest_layout", "forward_calls", "free_threads", "interleaved_calls",
-           "interleaved_latency", "prepared", "relative_spread", "side_by_side", "time_calls", "time_forward", "timing_threads",
-           "usable_cores"]
+__all__ = ["MAX_SPREAD", "PRECISIONS", "autocast_forward", "busy_cores_elsewhere", "fastest_layout", "forward_calls",
+           "free_threads", "interleaved_calls", "interleaved_latency", "prepared", "relative_spread", "side_by_side",
+           "time_calls", "time_forward", "timed_precision", "timing_threads", "usable_cores"]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 
+import pytest
+import torch
 import torch.nn as nn
 
 import lightning_spiral.timing as timing
+from lightning_spiral.errors import SpiralConfigError
+from lightning_spiral.timing import forward_calls, prepared, timed_precision
+from lightning_spiral.models.spec import ModelSpec, attach_spec
 from lightning_spiral.records import SpiralReport, StageResult
-from lightning_spiral.report import speedup_cell, timing_line
+from lightning_spiral.report_timing import speedup_cell, timing_line
 
 
 def test_rounds_alternate_over_the_models(monkeypatch) -> None:
@@ -121,3 +126,19 @@ def test_the_report_shows_side_by_side_figures_flags_doubtful_ones_and_marks_pro
     assert speedup_cell(report, report.stages[0]) == "≈1.33×"  # stage 1 was not timed side by side
     assert "5 alternating rounds" in timing_line(report) and "more than 15%" in timing_line(report)
     assert SpiralReport.from_dict(report.to_dict()).timing == report.timing
+
+
+def test_half_precisions_cast_the_weights_or_autocast_the_call_and_token_ids_stay_integers() -> None:
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    timed, x = prepared(net, (8,), 4, precision="bf16-true")
+    assert timed[0].weight.dtype == x.dtype == torch.bfloat16 and net[0].weight.dtype == torch.float32  # a copy
+    mixed = forward_calls({"net": net}, (8,), batch_sizes=(4,), precision="bf16-mixed")["net", "contiguous", 4]
+    assert mixed().dtype == torch.bfloat16  # fp32 weights, autocast call
+    assert forward_calls({"net": net}, (8,), batch_sizes=(4,))["net", "contiguous", 4]().dtype == torch.float32
+    embedding = attach_spec(nn.Sequential(nn.Embedding(30, 8), nn.Linear(8, 2)), ModelSpec(input_shape=(5,), input_dtype="int64"))
+    _, ids = prepared(embedding, (5,), 2, precision="16-true")
+    assert ids.dtype == torch.long
+    with pytest.raises(SpiralConfigError, match="precision"):
+        prepared(net, (8,), 1, precision="fp8")
+    assert [timed_precision(p) for p in (16, "bf16", "32", "64-true", "transformer-engine")] == [
+        "16-mixed", "bf16-mixed", "32-true", None, None]

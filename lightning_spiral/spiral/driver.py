@@ -53,7 +53,7 @@ from lightning_spiral.errors import StageFailedError
 from lightning_spiral.pruning import PruningCallback
 from lightning_spiral.records import QuantizedResult, SpiralReport, StageResult, machine_info
 from lightning_spiral.report import print_report, write_report
-from lightning_spiral.spiral.final_timing import time_side_by_side, timing_is_due, trains_on_cuda
+from lightning_spiral.spiral.final_timing import cuda_precisions, cuda_timing, time_side_by_side, timing_is_due, trains_on_cuda
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
 from lightning_spiral.spiral.progress import StageProgress, log_stage_result, stage_summary, stage_trainer
 from lightning_spiral.spiral.resume import clear_run, discard_unfinished_stages, is_finished
@@ -212,9 +212,9 @@ class Spiral(SpiralSetup):
                            f"{self.timing_rounds} alternating rounds")
         timing = time_side_by_side(networks, self.example, rounds=self.timing_rounds, repeats=self.latency_repeats,
                                    threads=self.threads, quantized=quantized)
-        if trains_on_cuda(self.trainer_factory):  # the device that serves, too
-            timing["cuda"] = time_side_by_side(networks, self.example, rounds=self.timing_rounds,
-                                               repeats=self.latency_repeats, threads=self.threads, device="cuda")
+        if trains_on_cuda(self.trainer_factory):  # the device that serves, too: fp32 and the Trainer's precision
+            timing["cuda"] = cuda_timing(networks, self.example, precisions=cuda_precisions(self.trainer_factory),
+                                         rounds=self.timing_rounds, repeats=self.latency_repeats, threads=self.threads)
         return timing
 
     def run_quantize_stage(self, original_teacher: nn.Module, final: nn.Module) -> QuantizedResult | None:

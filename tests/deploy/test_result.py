@@ -6,7 +6,8 @@ import json
 
 from lightning_spiral.deploy import QuantizedResult
 from lightning_spiral.records import SpiralReport, StageResult, read_report
-from lightning_spiral.report import render_markdown, render_table, table_rows, timing_line, write_report
+from lightning_spiral.report import render_markdown, render_table, table_rows, write_report
+from lightning_spiral.report_timing import timing_line
 
 TEACHER = StageResult(stage=0, top1=0.8, val_top1=0.8, params=10, macs=100, latency_ms_b1=1.0, latency_ms_b64=10.0,
                       size_bytes=4096, model_path="stage_0/model.pt", kept=True, amount=0.0, wall_s=1.0)

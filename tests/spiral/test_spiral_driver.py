@@ -15,6 +15,7 @@ from lightning_spiral import KDLoss, PruningCallback, Spiral, load_model, save_m
 from lightning_spiral.data import DigitsDataModule
 from lightning_spiral.errors import ModelFormatError, SpiralConfigError
 from lightning_spiral.models import build_model
+from lightning_spiral.spiral import driver, final_timing
 from lightning_spiral.spiral.driver import teacher_for_stage
 
 TRAINER = functools.partial(
@@ -166,10 +167,20 @@ def test_same_seed_gives_the_same_architectures_and_accuracy(tmp_path) -> None:
     assert abs(first.teacher.top1 - second.teacher.top1) <= 0.001
 
 
-def test_bf16_mixed_spiral_has_no_nan(tmp_path) -> None:
-    report = make_spiral(tmp_path, max_stages=1, max_accuracy_drop=1.0, trainer=functools.partial(TRAINER, precision="bf16-mixed")).run()
+def test_bf16_mixed_spiral_has_no_nan_and_is_timed_in_fp32_and_in_its_own_precision_where_it_trains(tmp_path,
+                                                                                                     monkeypatch) -> None:
+    # the GPU branch of the final timing, run on the CPU: the driver's wiring, not the device, is under test
+    monkeypatch.setattr(driver, "trains_on_cuda", lambda trainer: True)
+    monkeypatch.setattr(driver, "cuda_timing", functools.partial(final_timing.cuda_timing, device="cpu"))
+    report = make_spiral(tmp_path, max_stages=1, max_accuracy_drop=1.0, timing_rounds=2,
+                         trainer=functools.partial(TRAINER, precision="bf16-mixed")).run()
     assert report.stages[0].kept and 0.0 < report.final.top1 <= 1.0
     assert "failed" not in report.stages[0].note
+    served = report.timing["cuda"]
+    assert list(served) == ["32-true", "bf16-mixed"] and served["bf16-mixed"]["precision"] == "bf16-mixed"
+    assert sorted(served["bf16-mixed"]["stages"]) == ["0", "1"]
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "On cpu in 32-true: stage 1" in markdown and "On cpu in bf16-mixed: stage 1" in markdown
 
 
 def test_teacher_for_stage() -> None:
