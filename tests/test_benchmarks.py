@@ -164,3 +164,30 @@ def test_quantize_benchmark_writes_every_variant(tmp_path) -> None:
     assert {"fp32_torch", "fp32_ort", "fp16_ort", "int8_ort"} <= set(results["rows"])
     assert results["parity"]["onnx_top1_agreement"] == 1.0
     assert str(tmp_path) not in out.read_text()
+
+
+def test_cuda_timing_tables_every_device_and_precision_and_refuses_without_a_gpu(monkeypatch, capsys) -> None:
+    import torch
+    import torch.nn as nn
+
+    from lightning_spiral.spiral.final_timing import cuda_timing, time_side_by_side
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import cuda_timing as script
+
+    networks = {0: nn.Linear(64, 64), 1: nn.Linear(64, 2)}
+    timing = time_side_by_side(networks, torch.zeros(1, 64), rounds=2, repeats=2, threads=1)
+    # the GPU sections, made on the CPU: the same path with device="cpu"
+    timing["cuda"] = cuda_timing(networks, torch.zeros(1, 64), precisions=["32-true", "bf16-mixed"], rounds=2, repeats=2,
+                                 threads=1, device="cpu")
+    rows = script.figure_rows(timing)
+    assert [(row["device"], row["precision"], row["stage"]) for row in rows] == [
+        ("cpu", "32-true", "0"), ("cpu", "32-true", "1"), ("cuda", "32-true", "0"), ("cuda", "32-true", "1"),
+        ("cuda", "bf16-mixed", "0"), ("cuda", "bf16-mixed", "1")]
+    assert all(row["speedup_b1"] == 1.0 for row in rows if row["stage"] == "0")  # each over the teacher in its precision
+    table = script.render_markdown(rows, "header").splitlines()
+    assert table[0] == "header" and len(table) == 4 + len(rows) and table[-1].startswith("| cuda | bf16-mixed | 1 |")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as refused:
+        script.main([])
+    assert refused.value.code == 2 and "no CUDA GPU is visible" in capsys.readouterr().err
