@@ -16,12 +16,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import lightning.pytorch as L
 import torch
 import torch.nn as nn
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_spiral.checks import check_bool, check_choice, check_int, is_integer
@@ -39,9 +40,14 @@ from lightning_spiral.pruning.structured import (
     check_layer_paths,
     check_round_to,
     check_targets,
+    per_layer_latency_plan,
     prune,
+    prune_layer_amounts,
 )
+from lightning_spiral.pruning.latency_allocation import LatencyAllocation, check_latency_allocation
 from lightning_spiral.pruning.target import amount_for_latency, amount_for_ratio, check_latency_batch_size
+
+T = TypeVar("T")
 
 VERBOSE_HINT = "0: silent, 1: one line per pruning, 2: also the layer widths."
 
@@ -57,6 +63,10 @@ class PruningCallback(L.Callback):
         target_latency_ms: instead of ``amount``: prune until the measured CPU latency at
             ``latency_batch_size`` fits this budget (5% channel steps).
         latency_batch_size: batch size of that latency measurement.
+        latency_allocation: how ``target_latency_ms`` is spent: ``"uniform"`` cuts every layer by the
+            same fraction; ``"per_layer"`` cuts each dependency group by the latency it saves per
+            importance lost (:mod:`~lightning_spiral.pruning.latency_allocation`). Under DDP global
+            rank 0 measures and decides, and every rank prunes by its decision.
         importance: channel criterion: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"taylor"``, ``"fpgm"`` or
             ``"random"``. ``"taylor"`` accumulates gradients of the module's training loss (the
             distillation loss for :class:`~lightning_spiral.SpiralModule`) over ``taylor_batches``
@@ -96,6 +106,7 @@ class PruningCallback(L.Callback):
         target_params_ratio: float | None = None,
         target_latency_ms: float | None = None,
         latency_batch_size: int = 64,
+        latency_allocation: LatencyAllocation = "uniform",
         importance: ImportanceName = "l1",
         ignored_layers: Sequence[str] | None = None,
         layer_amounts: Mapping[str, float] | None = None,
@@ -119,6 +130,9 @@ class PruningCallback(L.Callback):
         self.ignored_layers = check_layer_paths(ignored_layers)
         self.layer_amounts = check_layer_amounts(layer_amounts)
         self.global_pruning = check_bool("global_pruning", global_pruning)
+        self.latency_allocation = check_latency_allocation(  # a transformer pruned by units is refused when it is seen
+            latency_allocation, target_latency_ms=self.target_latency_ms, by_units=False,
+            global_pruning=self.global_pruning, layer_amounts=self.layer_amounts)
         self.round_to = check_round_to(round_to)
         self.units = check_choice("units", units, UNIT_MODES)
         self.drop_blocks = check_int("drop_blocks", drop_blocks, 0)
@@ -130,12 +144,14 @@ class PruningCallback(L.Callback):
         self.verbose = check_choice("verbose", verbose, (0, 1, 2), hint=VERBOSE_HINT)
         self.pruned = False
         self.summary: dict[str, int] = {}
+        self._strategy: Strategy | None = None  # the fit's, set in setup: measured decisions are taken once
 
     # ----------------------------------------------------------------------------- Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit" or self.pruned:
             return
         network = self.network_of(pl_module)
+        self._strategy = trainer.strategy
         example_inputs = self.example_inputs(trainer, pl_module, network)
         before = (count_params(network), count_macs(network, example_inputs))
         pruned_what = "of heads and MLP neurons" if self.units != "channels" and has_units(network) else "of channels"
@@ -193,11 +209,37 @@ class PruningCallback(L.Callback):
             amount = amount_for_ratio(network, example_inputs, self.target_macs_ratio, metric="macs", prune_kwargs=options, prune_fn=prune)
         elif self.target_params_ratio is not None:
             amount = amount_for_ratio(network, example_inputs, self.target_params_ratio, metric="params", prune_kwargs=options, prune_fn=prune)
+        elif self.target_latency_ms is not None and self.latency_allocation == "per_layer":
+            amounts, self.applied_amount = self.decided_once(lambda: per_layer_latency_plan(
+                network, example_inputs, self.target_latency_ms, self.latency_batch_size, options))
+            prune_layer_amounts(network, example_inputs, amounts, options)
+            return
         elif self.target_latency_ms is not None:
-            amount = amount_for_latency(network, example_inputs, self.target_latency_ms, batch_size=self.latency_batch_size,
-                                        prune_kwargs=options, prune_fn=prune)
+            amount = self.decided_once(lambda: amount_for_latency(
+                network, example_inputs, self.target_latency_ms, batch_size=self.latency_batch_size, prune_kwargs=options,
+                prune_fn=prune))
         prune(network, example_inputs, amount=amount, **options)
         self.applied_amount = amount
+
+    def decided_once(self, decide: Callable[[], T]) -> T:
+        """``decide()`` on global rank 0, its result (or its error) sent to every rank.
+
+        A latency measurement differs from process to process, so ranks that each measured would
+        prune to different architectures; here they all prune by rank 0's decision.
+        """
+        strategy = self._strategy
+        if strategy is None or strategy.world_size == 1:
+            return decide()
+        outcome: tuple[T | None, tuple[str, str] | None] = (None, None)
+        if strategy.global_rank == 0:
+            try:
+                outcome = (decide(), None)
+            except (PruningError, SpiralConfigError) as error:  # every rank raises it: none waits forever
+                outcome = (None, (type(error).__name__, str(error)))
+        decision, failure = strategy.broadcast(outcome, src=0)
+        if failure is not None:
+            raise {"PruningError": PruningError, "SpiralConfigError": SpiralConfigError}[failure[0]](failure[1])
+        return decision
 
     def accumulate_gradients(self, trainer: L.Trainer, pl_module: L.LightningModule, network: nn.Module) -> None:
         """Sum gradients of the training loss over ``taylor_batches`` batches, averaged across ranks.

@@ -63,6 +63,17 @@ class ChannelGroup:
         return float(self.scores.sort().values[:count].sum())
 
 
+def removed_fraction(groups: Sequence[ChannelGroup], amounts: dict[str, float]) -> float:
+    """The fraction of all the groups' channels that ``amounts`` (group path -> fraction) removes.
+
+    Example:
+        >>> removed_fraction([ChannelGroup("a", torch.ones(8)), ChannelGroup("b", torch.ones(24))], {"a": 0.5})
+        0.125
+    """
+    total = sum(group.scores.numel() for group in groups)
+    return sum(amounts.get(group.path, 0.0) * group.scores.numel() for group in groups) / total if total else 0.0
+
+
 def check_latency_allocation(allocation: str, *, target_latency_ms: float | None, by_units: bool, global_pruning: bool,
                              layer_amounts: Any) -> str:
     """``"uniform"`` (the same fraction everywhere) or ``"per_layer"``, which needs a latency budget and channel pruning."""

@@ -40,6 +40,7 @@ from lightning_spiral.pruning.latency_allocation import (
     channel_groups,
     check_latency_allocation,
     layer_amounts_for_latency,
+    removed_fraction,
 )
 from lightning_spiral.pruning.rollback import LastModuleEntered, ModuleSnapshot
 from lightning_spiral.pruning.tp_step import torch_pruning_step
@@ -260,7 +261,8 @@ def prune(
         metric, target = ("macs", target_macs_ratio) if target_macs_ratio is not None else ("params", target_params_ratio)
         amount = amount_for_ratio(model, example_inputs, target, metric=metric, prune_kwargs=options, prune_fn=prune)
     elif latency_allocation == "per_layer":
-        return _prune_per_layer_for_latency(model, example_inputs, target_latency_ms, latency_batch_size, options)
+        amounts, _ = per_layer_latency_plan(model, example_inputs, target_latency_ms, latency_batch_size, options)
+        return prune_layer_amounts(model, example_inputs, amounts, options)
     elif target_latency_ms is not None:
         amount = amount_for_latency(model, example_inputs, target_latency_ms, batch_size=latency_batch_size,
                                     prune_kwargs=options, prune_fn=prune)
@@ -269,15 +271,30 @@ def prune(
     return _prune_by_amount(model, example_inputs, amount, **options)
 
 
-def _prune_per_layer_for_latency(model: nn.Module, example_inputs: torch.Tensor, budget_ms: float, batch_size: int,
-                                 options: dict[str, Any]) -> nn.Module:
-    """:func:`prune` with ``latency_allocation="per_layer"``: each group's cut from the latency table, then one step."""
+def per_layer_latency_plan(model: nn.Module, example_inputs: torch.Tensor, budget_ms: float, batch_size: int,
+                           options: dict[str, Any]) -> tuple[dict[str, float], float]:
+    """The cuts of ``latency_allocation="per_layer"``: per-group fractions measured within ``budget_ms``, and the overall one.
+
+    ``options`` are :func:`prune`'s checked pruning options; ``model`` is left as it is (every trial
+    prunes a copy). Returns the group paths' fractions (for :func:`prune_layer_amounts`) and the
+    fraction of all those groups' channels they remove. Measured, so under DDP one rank decides
+    (:class:`~lightning_spiral.PruningCallback` sends its plan to the others).
+    """
+    by_units = check_transformer_options(model, options["units"], options["drop_blocks"], options["importance"],
+                                         options["global_pruning"])
+    check_latency_allocation("per_layer", target_latency_ms=budget_ms, by_units=by_units,
+                             global_pruning=options["global_pruning"], layer_amounts=options["layer_amounts"])
     groups = channel_groups(model, example_inputs, importance=make_importance(options["importance"]),
-                            ignored=ignored_modules(model, options["ignored_layers"]),
-                            round_to=options["round_to"])
+                            ignored=ignored_modules(model, options["ignored_layers"]), round_to=options["round_to"])
     amounts = layer_amounts_for_latency(model, example_inputs, budget_ms, groups, latency_measurement(example_inputs, batch_size),
                                         prune_fn=_prune_by_amount, prune_kwargs=options)
-    return _prune_by_amount(model, example_inputs, 0.0, **options | {"layer_amounts": amounts})
+    return amounts, removed_fraction(groups, amounts)
+
+
+def prune_layer_amounts(model: nn.Module, example_inputs: torch.Tensor, layer_amounts: dict[str, float],
+                        options: dict[str, Any]) -> nn.Module:
+    """Prune exactly ``layer_amounts`` (group path -> fraction, e.g. from :func:`per_layer_latency_plan`); other groups stay whole."""
+    return _prune_by_amount(model, example_inputs, 0.0, **options | {"layer_amounts": layer_amounts})
 
 
 def check_gradients(model: nn.Module, importance: ImportanceName) -> None:

@@ -6,12 +6,14 @@ import pytest
 import torch
 import torch.nn as nn
 
+from lightning_spiral import PruningCallback
 from lightning_spiral.errors import PruningError, SpiralConfigError
 from lightning_spiral.measure import count_macs
 from lightning_spiral.models import build_model
 from lightning_spiral.pruning import prune
 from lightning_spiral.pruning.importance import make_importance
 from lightning_spiral.pruning.latency_allocation import ChannelGroup, allocate, channel_groups, layer_amounts_for_latency
+from lightning_spiral.pruning import structured
 from lightning_spiral.pruning.structured import _prune_by_amount, ignored_modules
 
 OPTIONS = dict(importance="l1", global_pruning=False, ignored_layers=None, layer_amounts=None, round_to=None)
@@ -99,3 +101,51 @@ def test_prune_per_layer_measures_a_real_network() -> None:
     pruned = prune(net, x, target_latency_ms=1e3, latency_allocation="per_layer", latency_batch_size=4)  # met unpruned
     assert pruned is net and count_macs(net, x) == macs  # a budget already met cuts nothing
     assert net(x).shape == (1, 10)
+
+
+def test_the_callback_spends_a_latency_budget_per_layer_and_reports_the_fraction_of_channels_removed(monkeypatch) -> None:
+    torch.manual_seed(0)
+    net, x = CostlyStem(), torch.randn(1, 3, 16, 16)
+    monkeypatch.setattr(structured, "latency_measurement", lambda example, batch_size: macs_latency(x))
+    budget = 0.6 * macs_latency(x)(net)
+    callback = PruningCallback(target_latency_ms=budget, latency_allocation="per_layer", verbose=0)
+    widths = {name: getattr(net, name).out_channels for name in ("wide", "wide_out", "thin")}
+    callback.prune_network(net, x)
+    assert macs_latency(x)(net) <= budget and net(x).shape == (1, 4)
+    removed = sum(widths[name] - getattr(net, name).out_channels for name in widths)
+    assert callback.applied_amount == pytest.approx(removed / sum(widths.values()))
+    kept = {name: getattr(net, name).out_channels / widths[name] for name in widths}
+    assert min(kept["wide"], kept["wide_out"]) < kept["thin"]  # the cut goes where the MACs are
+
+
+def test_per_layer_without_a_latency_budget_is_refused_when_the_callback_is_built() -> None:
+    with pytest.raises(SpiralConfigError, match="`target_latency_ms` is not set") as refused:
+        PruningCallback(amount=0.3, latency_allocation="per_layer")
+    assert "\n" not in str(refused.value)
+
+
+class TwoRanks:
+    """A strategy stand-in: ``world_size`` 2, this process is ``global_rank``; broadcast hands out rank 0's object."""
+
+    def __init__(self, global_rank: int, rank_zero_sends: object = None) -> None:
+        self.world_size, self.global_rank, self.rank_zero_sends = 2, global_rank, rank_zero_sends
+
+    def broadcast(self, obj: object, src: int = 0) -> object:
+        return obj if self.global_rank == src else self.rank_zero_sends
+
+
+def test_a_measured_decision_is_taken_on_rank_zero_and_every_rank_prunes_by_it() -> None:
+    callback = PruningCallback(target_latency_ms=5.0, verbose=0)
+    callback._strategy = TwoRanks(global_rank=1, rank_zero_sends=(0.35, None))
+    assert callback.decided_once(lambda: pytest.fail("rank 1 measured")) == 0.35
+    callback._strategy = TwoRanks(global_rank=1, rank_zero_sends=(None, ("PruningError", "out of reach")))
+    with pytest.raises(PruningError, match="out of reach"):  # rank 0's refusal reaches rank 1: nobody waits forever
+        callback.decided_once(lambda: pytest.fail("rank 1 measured"))
+    callback._strategy = TwoRanks(global_rank=0)
+
+    def unreachable() -> float:
+        raise PruningError("budget out of reach")
+
+    with pytest.raises(PruningError, match="budget out of reach"):
+        callback.decided_once(unreachable)
+    assert callback.decided_once(lambda: 0.2) == 0.2
