@@ -103,7 +103,12 @@ def data_example(datamodule: L.LightningDataModule, batch_size: int = 1) -> torc
 
 
 def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModule) -> None:
-    """One forward pass on a sample batch: the network must take the data's shape and give its classes."""
+    """One forward pass on a sample batch: the network must take the data's shape and give its classes.
+
+    For text data (a ``vocab_size``) the network's input embedding must also hold every token id
+    first: one forward pass with id 1 would not notice a teacher trained on a smaller vocabulary.
+    """
+    check_vocabulary_fits(network, datamodule)
     was_training = network.training
     try:
         with torch.no_grad():
@@ -119,6 +124,20 @@ def check_network_fits_data(network: nn.Module, datamodule: L.LightningDataModul
             f"The network outputs shape {tuple(output.shape)} but the data has {datamodule.num_classes} classes; "
             f"teacher and student must output (N, {datamodule.num_classes}) logits. Build the model with "
             f"`num_classes={datamodule.num_classes}`."
+        )
+
+
+def check_vocabulary_fits(network: nn.Module, datamodule: L.LightningDataModule) -> None:
+    """The network's first ``nn.Embedding`` (its token embedding) has a row for each of the data's ``vocab_size`` ids."""
+    vocab_size = getattr(datamodule, "vocab_size", None)
+    embedding = next((module for module in network.modules() if isinstance(module, nn.Embedding)), None)
+    if vocab_size and embedding is not None and embedding.num_embeddings < vocab_size:
+        raise SpiralConfigError(
+            f"The network's token embedding has {embedding.num_embeddings} rows but the data's vocabulary has "
+            f"`vocab_size`={vocab_size} ids: ids past {embedding.num_embeddings - 1} would crash training. A teacher "
+            "trained with another vocabulary maps words to other ids; use the data settings it was trained with "
+            "(the vocabulary is built from the training part: same `seed`, `train_subset`, `val_fraction`, "
+            f"`min_freq`, `max_vocab_size`) or build the model with `vocab_size`={vocab_size}."
         )
 
 

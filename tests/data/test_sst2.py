@@ -256,3 +256,24 @@ def test_shared_sst2_files() -> None:
     assert 10000 < dm.vocab_size <= 20000 and dm.vocab.tokens[3:6] == ["the", ",", "a"]
     test_ids = dm.test_set.tensors[0]
     assert (test_ids[:, 0] == 2).all() and (test_ids == UNK).float().mean() < 0.05  # max 56 words + [CLS] fit in 64
+
+
+def test_a_teacher_file_with_a_smaller_vocabulary_than_the_data_is_refused_before_training(tiny_sst2: Path,
+                                                                                          tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    import functools
+
+    import lightning.pytorch as L
+
+    from lightning_spiral import PruningCallback, Spiral, save_model
+    from lightning_spiral.models import build_model
+
+    dm = SST2DataModule(tiny_sst2, max_length=6, batch_size=8, val_fraction=0.25)
+    teacher = build_model("hf.bert", num_classes=2, input_shape=(6,), vocab_size=dm.vocab_size - 5, hidden_size=32,
+                          num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    save_model(teacher, tmp_path / "teacher.pt")  # e.g. trained on another split: another, smaller vocabulary
+    with pytest.raises(SpiralConfigError, match=f"token embedding has {dm.vocab_size - 5} rows but the data's "
+                                                f"vocabulary has `vocab_size`={dm.vocab_size}") as refused:
+        Spiral(teacher_checkpoint=str(tmp_path / "teacher.pt"), datamodule=dm, trainer=functools.partial(L.Trainer),
+               pruning=functools.partial(PruningCallback), output_dir=str(tmp_path / "run"))
+    assert "\n" not in str(refused.value) and not (tmp_path / "run").exists()
