@@ -301,9 +301,10 @@ class Benchmark:
         return self.scratch(target, seed, out, distill=True)
 
     # --------------------------------------------------------------------------------- the loop
-    def run_all(self) -> dict[str, Any]:
+    def run_all(self, seeds: list[int] | None = None) -> dict[str, Any]:
+        """Train every missing run of ``seeds`` (default: the profile's), then report every finished run in the cache."""
         teacher_path = self.teacher()
-        for seed in self.profile.seeds:  # every target of the first seed first: partial results cover both
+        for seed in seeds or self.profile.seeds:  # every target of the first seed first: partial results cover both
             for target in self.profile.targets:
                 # oneshot_ft first: modelpruning and scratch reuse its architecture and parameter count
                 for method in sorted(self.methods, key=lambda m: m != "oneshot_ft"):
@@ -370,7 +371,11 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"the distillation sweep: spiral_original (KD) and {', '.join(DISTILL_METHODS)}")
     parser.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs in the cache")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for training (latency is always measured with 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="train only these of the profile's seeds (e.g. two processes of 1 thread, one seed each)")
     args = parser.parse_args(argv)
+    if args.seeds and not set(args.seeds) <= set(PROFILES[args.profile].seeds):
+        parser.error(f"--seeds {args.seeds}: the {args.profile!r} profile has seeds {list(PROFILES[args.profile].seeds)}")
     if args.distill:
         args.methods = ["spiral_original", *DISTILL_METHODS]
     text = PROFILES[args.profile].data == "sst2"
@@ -384,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark = Benchmark(args.profile, args.data, args.cache_dir, args.results_dir, args.methods)
     if args.report_only and not benchmark.teacher_path().with_name("result.json").is_file():
         parser.error(f"--report-only: no cached teacher for profile {args.profile!r} in {args.cache_dir}")
-    results = benchmark.summarise(benchmark.teacher_path()) if args.report_only else benchmark.run_all()
+    results = benchmark.summarise(benchmark.teacher_path()) if args.report_only else benchmark.run_all(args.seeds)
     print(json.dumps({"teacher_top1": results["teacher"]["top1"],
                       "rows": [(r["method"], r["target"], round(r["top1"], 4)) for r in results["rows"]]}, indent=1))
 
