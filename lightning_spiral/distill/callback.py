@@ -67,6 +67,7 @@ from lightning_spiral.distill.engine import (
     select_output,
 )
 from lightning_spiral.distill.kd import KDLoss
+from lightning_spiral.distill.mixing import Mixing, check_mixable, check_mixing, mix_batch, with_inputs
 from lightning_spiral.errors import SpiralConfigError, StageFailedError
 from lightning_spiral.module_network import network_of
 
@@ -146,6 +147,12 @@ class DistillationCallback(L.Callback):
         cache_teacher: reuse the teacher's outputs in later epochs when inputs repeat exactly;
             refused when the datamodule's ``augment`` is on, dropped with a warning when inputs do
             not repeat. Logit terms only.
+        mixing: function matching (:mod:`~lightning_spiral.distill.mixing`): ``"mixup"`` or
+            ``"cutmix"`` mixes each training batch's images before the step runs, so student and
+            teacher see the same mixed image, and the loss's label term is mixed alike. Needs
+            ``mode="replace"`` (your step's own loss would score mixed images against unmixed
+            labels), float image batches ``(inputs, labels, ...)``, and no ``cache_teacher``.
+        mixing_alpha: the Beta(alpha, alpha) concentration the mixing weight is drawn from.
 
     Logged per epoch: ``train/loss/distill`` (the unweighted distillation loss) and, for a
     :class:`WeightedSum`, each term as ``train/loss/<name>``. A non-finite distillation loss raises
@@ -172,6 +179,8 @@ class DistillationCallback(L.Callback):
         outputs: OutputSelector = None,
         mode: CombineMode = "add",
         cache_teacher: bool = False,
+        mixing: Mixing | None = None,
+        mixing_alpha: float = 1.0,
     ) -> None:
         super().__init__()
         if not isinstance(teacher, nn.Module):
@@ -183,6 +192,7 @@ class DistillationCallback(L.Callback):
                              f"For example `{name}=lambda batch: batch[{key!r}]`.")
         mode = check_choice("mode", mode, ("add", "replace"),
                             hint="'add': user loss + weight x distillation; 'replace': weight x distillation alone.")
+        self.mixing, self.mixing_alpha = check_mixing(mixing, mixing_alpha, mode=mode, cache_teacher=cache_teacher)
         loss = loss if loss is not None else KDLoss(temperature=4.0, alpha=1.0)
         self.engine = Distiller(teacher, loss, outputs=outputs, cache_teacher=cache_teacher)
         self.inputs = inputs
@@ -213,9 +223,12 @@ class DistillationCallback(L.Callback):
         network = network_of(pl_module, self.attr)  # pruned already when PruningCallback is listed first
         self.teacher.to(device_of(network))
         self.engine.attach(network, trainer.datamodule)
-        if self.engine.has_features:
+        if self.engine.has_features or self.mixing:
             batch = first_training_batch(trainer)
-            self.engine.prepare(network, (self.inputs or batch_inputs)(batch), self.targets(batch))
+            if self.mixing:
+                check_mixable(batch_inputs(batch))
+            if self.engine.has_features:
+                self.engine.prepare(network, (self.inputs or batch_inputs)(batch), self.targets(batch))
         user_step = pl_module.training_step
         distilled = functools.wraps(user_step)(lambda *args, **kwargs: self.distilled_step(pl_module, user_step, *args, **kwargs))
         distilled.distilled_by = self  # marks our wrappers, so `restore` removes them all
@@ -287,6 +300,12 @@ class DistillationCallback(L.Callback):
         """Run the user's step with the student's first call captured, then combine the distillation loss with its loss."""
         network = self._network
         assert network is not None, "set in on_fit_start, before any training step"
+        mixed = None
+        if self.mixing:  # the step, the student and the teacher all see the mixed batch
+            batch = args[0] if args else kwargs["batch"]
+            mixed = mix_batch(batch_inputs(batch), self.mixing, self.mixing_alpha)
+            args, kwargs = ((with_inputs(batch, mixed.inputs), *args[1:]), kwargs) if args else (
+                args, kwargs | {"batch": with_inputs(batch, mixed.inputs)})
         captured: list[tuple[NetworkCall, Any]] = []
         handle = network.register_forward_hook(
             lambda _module, call_args, call_kwargs, output: captured.append((NetworkCall(call_args, call_kwargs), output)),
@@ -307,7 +326,8 @@ class DistillationCallback(L.Callback):
         batch = args[0] if args else kwargs["batch"]
         call, student_output = captured[0]  # the first call of the network in the step
         student = select_output(student_output, self.engine.outputs)  # (N, ...)
-        total, terms = self.engine.compute(student, call if self.inputs is None else self.inputs(batch), self.targets(batch))
+        total, terms = self.engine.compute(student, call if self.inputs is None else self.inputs(batch), self.targets(batch),
+                                           mixed=mixed)
         if not torch.isfinite(total):
             raise StageFailedError(
                 f"The distillation loss became {total.item()} at epoch {pl_module.current_epoch}, step "

@@ -40,6 +40,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning_spiral.checks import check_bool, is_integer, refuse
 from lightning_spiral.distill.base import freeze_teacher
 from lightning_spiral.distill.combine import DistillationInputs, distillation_terms, feature_paths, loss_terms, prepare_terms
+from lightning_spiral.distill.mixing import MixedBatch
 from lightning_spiral.distill.taps import FeatureTaps
 from lightning_spiral.distill.teacher_cache import TeacherOutputCache
 from lightning_spiral.errors import SpiralConfigError
@@ -267,7 +268,18 @@ class Distiller:
         """The float32 weighted total and every term's unweighted value, given both selected outputs."""
         return distillation_terms(self.loss, self.inputs_of(student_output, teacher_output, target))
 
-    def compute(self, student_output: Any, inputs: Any, target: Any) -> tuple[torch.Tensor, Terms]:
-        """``(total, terms)`` of one batch; the teacher runs on ``inputs`` (a tensor or a :class:`NetworkCall`)."""
+    def compute(self, student_output: Any, inputs: Any, target: Any,
+                mixed: MixedBatch | None = None) -> tuple[torch.Tensor, Terms]:
+        """``(total, terms)`` of one batch; the teacher runs on ``inputs`` (a tensor or a :class:`NetworkCall`) once.
+
+        ``mixed``: the inputs were mixed (:mod:`~lightning_spiral.distill.mixing`), so every term is
+        ``lam`` × its value on ``target`` + ``(1 - lam)`` × its value on ``target[permutation]``.
+        """
         student = select_output(student_output, self.outputs)
-        return self.terms(student, self.teacher_output(inputs).detach(), target)
+        teacher = self.teacher_output(inputs).detach()
+        if mixed is None:
+            return self.terms(student, teacher, target)
+        (total, terms), (other_total, other_terms) = (self.terms(student, teacher, labels)
+                                                      for labels in (target, target[mixed.permutation]))
+        lam = mixed.lam
+        return lam * total + (1 - lam) * other_total, {name: lam * terms[name] + (1 - lam) * other_terms[name] for name in terms}

@@ -135,6 +135,11 @@ class Spiral(SpiralSetup):
             latencies and speed-ups (the per-stage figures are provisional).
         threads: CPU threads used for latency measurement.
         cache_teacher: reuse the teacher's outputs across epochs of a stage (deterministic data only).
+        mixing: function matching in the pruning stages: ``"mixup"`` or ``"cutmix"`` mixes each
+            training batch, and student and teacher see the same mixed images
+            (:mod:`~lightning_spiral.distill.mixing`); built-in module and image data only. The
+            teacher stage trains on the batches as they are.
+        mixing_alpha: Beta(alpha, alpha) concentration of the mixing weight.
         loggers: Lightning loggers of every stage: ``"auto"``, ``"csv"``, ``"tensorboard"``, ``"none"``.
         verbose: 0 silent, 1 a line per stage and the final table, 2 also layer widths and summaries.
         quantize: the optional last stage (:class:`~lightning_spiral.deploy.QuantizeSettings`),

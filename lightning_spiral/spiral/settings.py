@@ -61,6 +61,8 @@ class SpiralDefaults:
     threads: int = 2
     distill_weight: float = 1.0
     cache_teacher: bool = False
+    mixing: str | None = None
+    mixing_alpha: float = 1.0
     loggers: str = "auto"
     verbose: int = 1
 
@@ -102,7 +104,8 @@ class RunSettings:
                 "teacher_epochs": None if setup.teacher_checkpoint else setup.teacher_epochs,
                 "stage_epochs": list(setup.stage_epochs), "teacher_checkpoint": describe(setup.teacher_checkpoint),
                 "distill_weight": setup.distill_weight, "outputs": describe(setup.outputs),
-                "cache_teacher": setup.cache_teacher, "latency_repeats": setup.latency_repeats,
+                "cache_teacher": setup.cache_teacher, "mixing": setup.mixing, "mixing_alpha": setup.mixing_alpha,
+                "latency_repeats": setup.latency_repeats,
                 "timing_rounds": setup.timing_rounds,
                 "threads": setup.threads, "quantize": setup.quantize.to_dict(),
             },

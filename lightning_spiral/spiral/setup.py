@@ -20,6 +20,7 @@ import torch.nn as nn
 from lightning_spiral.checks import check_bool, check_choice, check_int, check_interval, check_positive
 from lightning_spiral.deploy.settings import QuantizeSettings
 from lightning_spiral.distill import DistillationCallback
+from lightning_spiral.distill.mixing import check_mixable, check_mixing
 from lightning_spiral.errors import SpiralConfigError
 from lightning_spiral.io import load_model, load_teacher, restore
 from lightning_spiral.module import OptimizerFactory, SchedulerFactory, SpiralModule
@@ -77,6 +78,8 @@ class SpiralSetup:
         timing_rounds: int = DEFAULTS.timing_rounds,
         threads: int = DEFAULTS.threads,
         cache_teacher: bool = DEFAULTS.cache_teacher,
+        mixing: str | None = DEFAULTS.mixing,
+        mixing_alpha: float = DEFAULTS.mixing_alpha,
         loggers: LoggerChoice = DEFAULTS.loggers,
         verbose: int = DEFAULTS.verbose,
         quantize: QuantizeSettings | None = None,
@@ -129,12 +132,16 @@ class SpiralSetup:
         self.timing_rounds = check_int("timing_rounds", timing_rounds, 1)
         self.threads = check_int("threads", threads, 1)
         self.cache_teacher = check_bool("cache_teacher", cache_teacher)
+        self.mixing, self.mixing_alpha = check_mixing(mixing, mixing_alpha, mode=self.distill_mode,
+                                                      cache_teacher=self.cache_teacher)
         self.quantize = quantize or QuantizeSettings()
         self.network_attr = "student" if self.builtin else network
         self.template, self.blank = self.build_template(model, module, network, teacher_checkpoint_attr)
         if self.builtin and self.template is not None:
             check_network_fits_data(self.template.network, self.datamodule)
         self.example = self.example_input(example_input)
+        if self.mixing is not None:
+            self.check_mixing_applies()
         self.settings = RunSettings.of(self, model=model, module=module)
         if self.resume:
             self.recorded = recorded_report(self.output_dir)
@@ -238,7 +245,15 @@ class SpiralSetup:
         if self.loss is None:
             return []
         return [DistillationCallback(teacher, loss=self.loss, weight=self.distill_weight, attr=self.template.attr,
-                                     outputs=self.outputs, mode=self.distill_mode, cache_teacher=self.cache_teacher)]
+                                     outputs=self.outputs, mode=self.distill_mode, cache_teacher=self.cache_teacher,
+                                     mixing=self.mixing, mixing_alpha=self.mixing_alpha)]
+
+    def check_mixing_applies(self) -> None:
+        """``mixing`` works through the stages' distillation, on float images."""
+        if self.loss is None:
+            raise SpiralConfigError(f"`mixing`={self.mixing!r} mixes the batches the stages distil on, but there is no "
+                                    "distillation `loss`: set one (e.g. KDLoss(alpha=0.9)) or `mixing`=None.")
+        check_mixable(self.example)
 
     def load_network(self, path: Path) -> nn.Module:
         """A saved stage's network: restored onto a fresh copy of the untrained one, or from its registry spec."""

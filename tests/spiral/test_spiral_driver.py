@@ -15,6 +15,8 @@ from lightning_spiral import KDLoss, PruningCallback, Spiral, load_model, save_m
 from lightning_spiral.data import DigitsDataModule
 from lightning_spiral.errors import ModelFormatError, SpiralConfigError
 from lightning_spiral.models import build_model
+from lightning_spiral.distill import callback as callback_module
+from lightning_spiral.distill import mixing
 from lightning_spiral.spiral import driver, final_timing
 from lightning_spiral.spiral.driver import teacher_for_stage
 
@@ -183,6 +185,16 @@ def test_bf16_mixed_spiral_has_no_nan_and_is_timed_in_fp32_and_in_its_own_precis
     assert "On cpu in 32-true: stage 1" in markdown and "On cpu in bf16-mixed: stage 1" in markdown
 
 
+def test_function_matching_stages_distil_on_mixed_images_and_the_run_records_it(tmp_path, monkeypatch) -> None:
+    mixings: list[str] = []
+    real_mix = mixing.mix_batch
+    monkeypatch.setattr(callback_module, "mix_batch", lambda *args: mixings.append(args[1]) or real_mix(*args))
+    report = make_spiral(tmp_path, max_stages=1, max_accuracy_drop=1.0, teacher_epochs=2, mixing="cutmix").run()
+    assert report.stages[0].kept and 0.0 < report.final.top1 <= 1.0
+    assert set(mixings) == {"cutmix"} and len(mixings) == 21  # every batch of the one stage epoch, none of the teacher's
+    assert report.settings["spiral"]["mixing"] == "cutmix" and report.settings["spiral"]["mixing_alpha"] == 1.0
+
+
 def test_teacher_for_stage() -> None:
     original, previous = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
     assert teacher_for_stage("original", original=original, previous=previous) is original
@@ -221,6 +233,8 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
         ({"target_macs_ratio": 0.05}, r"`target_macs_ratio`=0.05 cannot be reached: `max_stages`=2 stages of `amount`=0.25 keep 3\d.\d% of the MACs"),
         ({"model": build_model("small_cnn", num_classes=3, input_shape=(1, 8, 8))},
          r"The network outputs shape \(2, 3\) but the data has 10 classes"),
+        ({"mixing": "blend"}, r"`mixing` must be one of \['mixup', 'cutmix'\], got 'blend'"),
+        ({"mixing": "mixup", "loss": None}, r"`mixing`='mixup' mixes the batches the stages distil on, but there is no"),
         ({"loggers": "wandb"}, r"`loggers` must be one of \['auto', 'csv', 'tensorboard', 'none'\], got 'wandb'"),
         ({"verbose": 3}, r"`verbose` must be one of \[0, 1, 2\], got 3. 0: silent, 1: stage lines"),
         ({"model": build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))},
