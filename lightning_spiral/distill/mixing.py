@@ -94,8 +94,10 @@ def with_inputs(batch: Any, inputs: torch.Tensor) -> Any:
     """``batch`` with its inputs (the batch itself, or its first item) replaced by ``inputs``."""
     if isinstance(batch, torch.Tensor):
         return inputs
-    if isinstance(batch, (tuple, list)) and batch:
-        return type(batch)([inputs, *batch[1:]]) if isinstance(batch, list) else (inputs, *batch[1:])
+    if isinstance(batch, list) and batch:
+        return [inputs, *batch[1:]]
+    if isinstance(batch, tuple) and batch:
+        return (inputs, *batch[1:])
     raise refuse("mixing", "on", "used with batches that are a tensor or (inputs, labels, ...)",
                  f"Got a {type(batch).__name__} batch.")
 
