@@ -161,13 +161,15 @@ class Benchmark:
 
     def spiral(self, target: float, seed: int, out: Path, *, stages: list[int], teacher: str, distill: bool,
                loss: nn.Module | None = None, schedule: str = "constant", importance: str = "l1",
-               global_pruning: bool = False, lr: float | None = None, split_seed: int | None = None) -> dict[str, Any]:
+               global_pruning: bool = False, lr: float | None = None, split_seed: int | None = None,
+               mixing: str | None = None) -> dict[str, Any]:
         """A lightning-spiral run with the teacher from the cache; ``len(stages)`` stages reach ``target``.
 
         ``schedule="constant"`` keeps the same fraction of MACs at every stage (the geometric schedule);
         the other schedules of :func:`lightning_spiral.pruning.schedule.stage_macs_ratios` front- or
         back-load the cut. ``lr`` overrides the profile's stage learning rate and ``split_seed`` the
-        validation split's seed (both used by the method search).
+        validation split's seed, ``mixing`` (mixup / cutmix) the function matching of every stage
+        (all three used by the method search).
         """
         p = self.profile
         per_stage = target ** (1 / len(stages))  # equal MACs ratio per stage lands on the target
@@ -192,6 +194,7 @@ class Benchmark:
             output_dir=str(out),
             overwrite=True,  # a run without result.json was interrupted: redo it
             seed=seed,
+            mixing=mixing,
             latency_repeats=2,  # latency is measured later, in one quiet pass
         )
         report = spiral.run()

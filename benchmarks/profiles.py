@@ -69,6 +69,13 @@ PROFILES: dict[str, Profile] = {
         model="vgg_bn", model_kwargs={}, teacher_epochs=39, teacher_lr=0.05, stage_lr=0.01,
         stage_epochs={0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, seeds=(0, 1, 2), spiral_schedule="cubic", spiral_lr=0.05,
     ),
+    # issue 19's second network: CIFAR ResNet-20 (residual, 0.27M params, 41M MACs), the quick profile's
+    # data, epochs and stage recipe; teacher lr 0.1 (the usual ResNet value at batch 128)
+    "resnet20": Profile(
+        model="resnet20", model_kwargs={}, teacher_epochs=39, teacher_lr=0.1, stage_lr=0.01,
+        stage_epochs={0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, seeds=(0, 1, 2), spiral_schedule="cubic", spiral_lr=0.05,
+        feature_paths={"at": "stages.2", "hint": "stages.2"},
+    ),
     # For a GPU: ResNet-56, longer budgets, three seeds.
     "full": Profile(
         model="resnet56", model_kwargs={}, teacher_epochs=160, teacher_lr=0.1, stage_lr=0.01,

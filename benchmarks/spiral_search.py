@@ -67,6 +67,7 @@ class Variant:
     split_seed: int | None = None
     baseline: str = BASELINE  # the one-shot + KD runs this variant is paired with (same seeds, same split)
     distill: bool = True  # False: every stage fine-tunes on the labels alone (compare.py's iterative_ft)
+    mixing: str | None = None  # mixup | cutmix: function matching (teacher and student see the same mixed images)
 
     def epochs(self, target: float) -> list[int]:
         """Epochs of each stage at ``target``; a target without its own split (smoke tests) gets 1-epoch stages."""
@@ -80,6 +81,8 @@ class Variant:
         elif self.temperature is not None or self.alpha is not None:
             t, a = self.kd_settings(PROFILES["quick"].temperature, PROFILES["quick"].alpha)
             parts.append(f"KD T {t:g} alpha {a:g}")
+        if self.mixing is not None:
+            parts.append(f"{self.mixing} function matching")
         if self.split_seed is not None:
             parts.append("teacher's validation split")
         return ", ".join(parts)
@@ -145,6 +148,9 @@ VARIANTS |= {
 }
 # the same stages and lr fine-tuned on labels only (compare.py's iterative_ft): what distillation adds at 24 epochs
 VARIANTS["iterative_ft_e24_vsplit"] = dataclasses.replace(VARIANTS["spiral_cubic_short_lr03_e24_vsplit"], distill=False)
+# round 6 (issue 19): function matching, CutMix (alpha 1) in every stage, for the 24-epoch recipe and its baseline alike
+VARIANTS |= {f"{name}_cutmix": dataclasses.replace(VARIANTS[name], mixing="cutmix", baseline="oneshot_kd_e24_vsplit_cutmix")
+             for name in ("oneshot_kd_e24_vsplit", "spiral_cubic_short_lr03_e24_vsplit")}
 
 
 def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, accelerator: str,
@@ -161,7 +167,8 @@ def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, a
     start = time.perf_counter()
     result = benchmark.spiral(target, seed, out, stages=v.epochs(target), teacher=v.teacher, distill=v.distill,
                               loss=KDLoss(temperature=temperature, alpha=alpha), schedule=v.schedule,
-                              importance=v.importance, global_pruning=v.global_pruning, lr=v.lr, split_seed=v.split_seed)
+                              importance=v.importance, global_pruning=v.global_pruning, lr=v.lr, split_seed=v.split_seed,
+                              mixing=v.mixing)
     result.update(variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start,
                   model_path=os.path.relpath(result["model_path"], cache_dir))  # no machine paths in results/search.json
     result.pop("stages")
@@ -249,7 +256,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick", choices=["quick", "smoke"])
+    parser.add_argument("--profile", default="quick", choices=["quick", "resnet20", "smoke"])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache-dir", type=Path, default=HERE / "cache")
     parser.add_argument("--teacher", type=Path, default=None, help="a trained teacher model.pt (result.json beside it); default: compare.py's cache")
