@@ -191,3 +191,27 @@ def test_cuda_timing_tables_every_device_and_precision_and_refuses_without_a_gpu
     with pytest.raises(SystemExit) as refused:
         script.main([])
     assert refused.value.code == 2 and "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_recipe_rows_pair_the_spiral_with_one_shot_and_check_the_goals(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import recipe
+    from spiral_search import summarise
+
+    top1 = {"spiral_cubic_short_lr03_e24_vsplit": {0.2: [0.775, 0.780, 0.776], 0.1: [0.757, 0.752, 0.755]},
+            "oneshot_kd_e24_vsplit": {0.2: [0.770, 0.772, 0.773], 0.1: [0.744, 0.746, 0.745]},
+            "spiral_cubic_lr05": {0.2: [0.1, 0.1, 0.1]}}  # a 12-epoch round: not a recipe row
+    runs = [{"variant": variant, "target": target, "seed": seed, "top1": value, "val_top1": value - 0.01,
+             "macs": int(target * 1e6), "teacher_macs": 10**6, "wall_s": 1.0}
+            for variant, by_target in top1.items() for target, values in by_target.items() for seed, value in enumerate(values)]
+    teacher, rows = recipe.collect("vgg_bn", {"teacher_top1": 0.7858, "runs": runs, "rows": summarise(runs, 0.7858, 10**6)})
+    assert teacher == {"top1": 0.7858, "macs": 10**6}
+    assert sorted((r["method"], r["target"]) for r in rows) == [("oneshot_kd", 0.1), ("oneshot_kd", 0.2), ("spiral", 0.1), ("spiral", 0.2)]
+    spiral = {r["target"]: r for r in rows if r["method"] == "spiral"}
+    assert spiral[0.2]["epochs"] == 24 and spiral[0.2]["seeds"] == [0, 1, 2] and spiral[0.2]["macs_ratio"] == pytest.approx(0.2)
+    assert spiral[0.1]["vs_oneshot_kd"] == pytest.approx(0.029 / 3)  # paired per seed: (13 + 6 + 10) / 3 thousandths
+    assert recipe.goals(rows, 0.7858) == [
+        "spiral − oneshot_kd at 20%: +0.53 points (goal ≥ +1.0: not met)",
+        "spiral − oneshot_kd at 10%: +0.97 points (goal ≥ +1.0: not met)",
+        "spiral − teacher at 20%: -0.88 points (goal ≥ −0.5: not met)",
+    ]

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -149,3 +155,47 @@ def test_a_measured_decision_is_taken_on_rank_zero_and_every_rank_prunes_by_it()
     with pytest.raises(PruningError, match="budget out of reach"):
         callback.decided_once(unreachable)
     assert callback.decided_once(lambda: 0.2) == 0.2
+
+
+DDP_SCRIPT = """
+import json, os, sys
+import torch
+from conftest import quiet_trainer
+from docs_style import LitClassifier
+from lightning_spiral import PruningCallback
+from lightning_spiral.data import DigitsDataModule
+from lightning_spiral.measure import count_macs
+from lightning_spiral.pruning import structured
+
+rank = int(os.environ.get("LOCAL_RANK", 0))
+example = torch.randn(1, 1, 8, 8)
+def macs_ms(example, batch_size):  # deterministic milliseconds, so the budget is met the same way every run
+    return lambda network: count_macs(network, example) / 1e6
+def never(example, batch_size):
+    raise AssertionError("rank 1 measured latency: only rank 0 may decide")
+structured.latency_measurement = macs_ms if rank == 0 else never
+torch.manual_seed(0)
+model = LitClassifier()
+budget = 0.5 * count_macs(model.net, example) / 1e6
+callback = PruningCallback(target_latency_ms=budget, latency_allocation="per_layer", verbose=0)
+trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, strategy="ddp", devices=2, callbacks=[callback])
+trainer.fit(model, datamodule=DigitsDataModule(batch_size=32))
+widths = [m.out_channels for m in model.net if isinstance(m, torch.nn.Conv2d)]
+with open(f"{sys.argv[1]}.{trainer.global_rank}", "w") as f:
+    json.dump({"widths": widths, "ms": count_macs(model.net, example) / 1e6, "budget": budget}, f)
+torch.distributed.destroy_process_group()  # left to interpreter exit, gloo's threads can abort the process
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ranks_prune_by_rank_zeros_latency_plan(tmp_path) -> None:
+    script = tmp_path / "ddp_latency.py"
+    script.write_text(DDP_SCRIPT)
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "result.json")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    zero, one = (json.loads((tmp_path / f"result.json.{rank}").read_text()) for rank in (0, 1))
+    assert zero["widths"] == one["widths"] and zero["widths"] != [32, 64]  # one plan, rank 0's, on both ranks
+    assert zero["ms"] <= zero["budget"]
