@@ -162,14 +162,14 @@ class Benchmark:
     def spiral(self, target: float, seed: int, out: Path, *, stages: list[int], teacher: str, distill: bool,
                loss: nn.Module | None = None, schedule: str = "constant", importance: str = "l1",
                global_pruning: bool = False, lr: float | None = None, split_seed: int | None = None,
-               mixing: str | None = None) -> dict[str, Any]:
+               mixing: str | None = None, waypoint_lr_scale: float = 1.0) -> dict[str, Any]:
         """A lightning-spiral run with the teacher from the cache; ``len(stages)`` stages reach ``target``.
 
         ``schedule="constant"`` keeps the same fraction of MACs at every stage (the geometric schedule);
         the other schedules of :func:`lightning_spiral.pruning.schedule.stage_macs_ratios` front- or
         back-load the cut. ``lr`` overrides the profile's stage learning rate and ``split_seed`` the
-        validation split's seed, ``mixing`` (mixup / cutmix) the function matching of every stage
-        (all three used by the method search).
+        validation split's seed, ``mixing`` (mixup / cutmix) the function matching of every stage and
+        ``waypoint_lr_scale`` the learning rate of a schedule's waypoints (all used by the method search).
         """
         p = self.profile
         per_stage = target ** (1 / len(stages))  # equal MACs ratio per stage lands on the target
@@ -195,6 +195,7 @@ class Benchmark:
             overwrite=True,  # a run without result.json was interrupted: redo it
             seed=seed,
             mixing=mixing,
+            waypoint_lr_scale=waypoint_lr_scale,
             latency_repeats=2,  # latency is measured later, in one quiet pass
         )
         report = spiral.run()

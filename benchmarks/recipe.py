@@ -7,7 +7,8 @@ full 10,000-image test split) into one row per (network, target, method). ``spir
 shipped recipe (cubic schedule, three one-epoch waypoints, one long final stage, lr 0.03) and
 ``oneshot_kd`` the same 24 epochs of KD after a single pruning step; a lever's rows (``_cutmix``:
 CutMix function matching) give it to both. ``vs one-shot`` pairs each run with the one-shot + KD
-run of the same levers, seed and split.
+run of the same levers, seed and split (``spiral_waypoint_lr03``, waypoints at 0.3 × lr, with
+plain ``oneshot_kd``: one-shot has no waypoints).
 
 Output: ``results/recipe.json`` = ``{"teachers": {network: {"top1", "macs"}}, "rows": [...]}``
 and RESULTS.md's ``recipe`` section, with the issue's goals checked per network.
@@ -37,6 +38,7 @@ METHODS = {
     "iterative_ft": "iterative_ft_e24_vsplit",
     "spiral_cutmix": "spiral_cubic_short_lr03_e24_vsplit_cutmix",
     "oneshot_kd_cutmix": "oneshot_kd_e24_vsplit_cutmix",
+    "spiral_waypoint_lr03": "spiral_cubic_short_lr03_e24_vsplit_wp03",
 }
 GOALS = "spiral ≥ 1.0 point above oneshot_kd at 20% and at 10% of the MACs; ≤ 0.5 points under the teacher at 20%"
 TITLE = "recipe.py — the 24-epoch recipe on two networks (issue 19)"

@@ -68,6 +68,7 @@ class Variant:
     baseline: str = BASELINE  # the one-shot + KD runs this variant is paired with (same seeds, same split)
     distill: bool = True  # False: every stage fine-tunes on the labels alone (compare.py's iterative_ft)
     mixing: str | None = None  # mixup | cutmix: function matching (teacher and student see the same mixed images)
+    waypoint_lr_scale: float = 1.0  # the waypoint stages' learning rate, as a fraction of lr
 
     def epochs(self, target: float) -> list[int]:
         """Epochs of each stage at ``target``; a target without its own split (smoke tests) gets 1-epoch stages."""
@@ -83,6 +84,8 @@ class Variant:
             parts.append(f"KD T {t:g} alpha {a:g}")
         if self.mixing is not None:
             parts.append(f"{self.mixing} function matching")
+        if self.waypoint_lr_scale != 1.0:
+            parts.append(f"waypoints at {self.waypoint_lr_scale:g} × lr")
         if self.split_seed is not None:
             parts.append("teacher's validation split")
         return ", ".join(parts)
@@ -151,6 +154,8 @@ VARIANTS["iterative_ft_e24_vsplit"] = dataclasses.replace(VARIANTS["spiral_cubic
 # round 6 (issue 19): function matching, CutMix (alpha 1) in every stage, for the 24-epoch recipe and its baseline alike
 VARIANTS |= {f"{name}_cutmix": dataclasses.replace(VARIANTS[name], mixing="cutmix", baseline="oneshot_kd_e24_vsplit_cutmix")
              for name in ("oneshot_kd_e24_vsplit", "spiral_cubic_short_lr03_e24_vsplit")}
+# round 6: the waypoints at 0.3 × lr (0.009, near one-shot's best 0.01), the last stage at the full 0.03
+VARIANTS["spiral_cubic_short_lr03_e24_vsplit_wp03"] = dataclasses.replace(VARIANTS["spiral_cubic_short_lr03_e24_vsplit"], waypoint_lr_scale=0.3)
 
 
 def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, accelerator: str,
@@ -168,7 +173,7 @@ def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, a
     result = benchmark.spiral(target, seed, out, stages=v.epochs(target), teacher=v.teacher, distill=v.distill,
                               loss=KDLoss(temperature=temperature, alpha=alpha), schedule=v.schedule,
                               importance=v.importance, global_pruning=v.global_pruning, lr=v.lr, split_seed=v.split_seed,
-                              mixing=v.mixing)
+                              mixing=v.mixing, waypoint_lr_scale=v.waypoint_lr_scale)
     result.update(variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start,
                   model_path=os.path.relpath(result["model_path"], cache_dir))  # no machine paths in results/search.json
     result.pop("stages")

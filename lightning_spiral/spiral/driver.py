@@ -55,6 +55,7 @@ from lightning_spiral.records import QuantizedResult, SpiralReport, StageResult,
 from lightning_spiral.report import print_report, write_report
 from lightning_spiral.spiral.final_timing import cuda_precisions, cuda_timing, time_side_by_side, timing_is_due, trains_on_cuda
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
+from lightning_spiral.spiral.waypoint_lr import LearningRateScale
 from lightning_spiral.spiral.progress import StageProgress, log_stage_result, stage_summary, stage_trainer
 from lightning_spiral.spiral.resume import clear_run, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.setup import TEACHER_MODES, SpiralSetup, TeacherMode
@@ -140,6 +141,9 @@ class Spiral(SpiralSetup):
             (:mod:`~lightning_spiral.distill.mixing`); built-in module and image data only. The
             teacher stage trains on the batches as they are.
         mixing_alpha: Beta(alpha, alpha) concentration of the mixing weight.
+        waypoint_lr_scale: with a MACs schedule: the waypoint stages (all but the last) train at
+            this fraction of the optimizer's learning rate (:mod:`~lightning_spiral.spiral.waypoint_lr`);
+            the last stage at the full rate, its schedule restarted.
         loggers: Lightning loggers of every stage: ``"auto"``, ``"csv"``, ``"tensorboard"``, ``"none"``.
         verbose: 0 silent, 1 a line per stage and the final table, 2 also layer widths and summaries.
         quantize: the optional last stage (:class:`~lightning_spiral.deploy.QuantizeSettings`),
@@ -267,6 +271,8 @@ class Spiral(SpiralSetup):
         module = self.template.stage_module(detached_copy(previous).train())
         callback = self.stage_callback(stage, teacher_result.macs, previous_macs)
         callbacks: list[L.Callback] = [callback, *self.distillation_callbacks(teacher)]
+        if self.is_waypoint(stage) and self.waypoint_lr_scale != 1.0:
+            callbacks.append(LearningRateScale(self.waypoint_lr_scale))
         if self.verbose:
             action = "fine-tuning" if self.loss is None else "distilling"
             callbacks.append(StageProgress(stage, self.max_stages, teacher_result.macs, self.example, action, self.template.attr))
@@ -280,13 +286,17 @@ class Spiral(SpiralSetup):
                                           threads=self.threads)
         wall_s = time.perf_counter() - start
         result = self.measure(stage, trainer, module, amount=callback.applied_amount, wall_s=wall_s)
-        judge_stage(result, teacher_result, self.monitor, waypoint=self.stage_targets is not None and stage < self.max_stages)
+        judge_stage(result, teacher_result, self.monitor, waypoint=self.is_waypoint(stage))
         log_stage_result(trainer, result, teacher_result)
         if self.verbose:
             rank_zero_info(stage_summary(result, teacher_result, self.max_stages, self.monitor))
         return self.template.network_of(module), result
 
     # ------------------------------------------------------------------------------- the parts
+    def is_waypoint(self, stage: int) -> bool:
+        """Whether ``stage`` is one of a MACs schedule's stages before the last."""
+        return self.stage_targets is not None and stage < self.max_stages
+
     def stage_callback(self, stage: int, teacher_macs: int, previous_macs: int) -> PruningCallback:
         """The stage's PruningCallback: as configured, or aimed at the schedule's MACs ratio."""
         overrides: dict[str, Any] = self.pruning_overrides()

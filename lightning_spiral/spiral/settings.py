@@ -63,6 +63,7 @@ class SpiralDefaults:
     cache_teacher: bool = False
     mixing: str | None = None
     mixing_alpha: float = 1.0
+    waypoint_lr_scale: float = 1.0
     loggers: str = "auto"
     verbose: int = 1
 
@@ -105,6 +106,7 @@ class RunSettings:
                 "stage_epochs": list(setup.stage_epochs), "teacher_checkpoint": describe(setup.teacher_checkpoint),
                 "distill_weight": setup.distill_weight, "outputs": describe(setup.outputs),
                 "cache_teacher": setup.cache_teacher, "mixing": setup.mixing, "mixing_alpha": setup.mixing_alpha,
+                "waypoint_lr_scale": setup.waypoint_lr_scale,
                 "latency_repeats": setup.latency_repeats,
                 "timing_rounds": setup.timing_rounds,
                 "threads": setup.threads, "quantize": setup.quantize.to_dict(),

@@ -80,6 +80,7 @@ class SpiralSetup:
         cache_teacher: bool = DEFAULTS.cache_teacher,
         mixing: str | None = DEFAULTS.mixing,
         mixing_alpha: float = DEFAULTS.mixing_alpha,
+        waypoint_lr_scale: float = DEFAULTS.waypoint_lr_scale,
         loggers: LoggerChoice = DEFAULTS.loggers,
         verbose: int = DEFAULTS.verbose,
         quantize: QuantizeSettings | None = None,
@@ -134,6 +135,7 @@ class SpiralSetup:
         self.cache_teacher = check_bool("cache_teacher", cache_teacher)
         self.mixing, self.mixing_alpha = check_mixing(mixing, mixing_alpha, mode=self.distill_mode,
                                                       cache_teacher=self.cache_teacher)
+        self.waypoint_lr_scale = self.check_waypoint_lr_scale(waypoint_lr_scale)
         self.quantize = quantize or QuantizeSettings()
         self.network_attr = "student" if self.builtin else network
         self.template, self.blank = self.build_template(model, module, network, teacher_checkpoint_attr)
@@ -247,6 +249,14 @@ class SpiralSetup:
         return [DistillationCallback(teacher, loss=self.loss, weight=self.distill_weight, attr=self.template.attr,
                                      outputs=self.outputs, mode=self.distill_mode, cache_teacher=self.cache_teacher,
                                      mixing=self.mixing, mixing_alpha=self.mixing_alpha)]
+
+    def check_waypoint_lr_scale(self, scale: float) -> float:
+        """``waypoint_lr_scale`` as a float > 0; other than 1 only where a MACs schedule makes waypoints."""
+        scale = check_positive("waypoint_lr_scale", scale, hint="0.2 trains the waypoint stages at a fifth of the learning rate.")
+        if scale != 1.0 and self.stage_targets is None:
+            raise SpiralConfigError(f"`waypoint_lr_scale`={scale!r} scales the learning rate of a schedule's waypoint stages, "
+                                    "but `schedule`='constant' has none: use schedule=cubic|geometric|linear or waypoint_lr_scale=1.0.")
+        return scale
 
     def check_mixing_applies(self) -> None:
         """``mixing`` works through the stages' distillation, on float images."""

@@ -6,6 +6,7 @@ import functools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning.pytorch as L
 import pytest
@@ -19,6 +20,7 @@ from lightning_spiral.distill import callback as callback_module
 from lightning_spiral.distill import mixing
 from lightning_spiral.spiral import driver, final_timing
 from lightning_spiral.spiral.driver import teacher_for_stage
+from lightning_spiral.spiral.waypoint_lr import LearningRateScale
 
 TRAINER = functools.partial(
     L.Trainer, accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False
@@ -195,6 +197,30 @@ def test_function_matching_stages_distil_on_mixed_images_and_the_run_records_it(
     assert report.settings["spiral"]["mixing"] == "cutmix" and report.settings["spiral"]["mixing_alpha"] == 1.0
 
 
+def test_waypoint_stages_train_at_the_scaled_learning_rate_and_the_last_at_the_full_one(tmp_path, monkeypatch) -> None:
+    learning_rates: dict[str, float] = {}
+
+    class Recording(LearningRateScale):
+        def on_train_start(self, trainer, pl_module) -> None:
+            super().on_train_start(trainer, pl_module)
+            learning_rates["scaled"] = trainer.optimizers[0].param_groups[0]["lr"]
+
+    class StageRate(L.Callback):  # runs after every callback's on_train_start
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            learning_rates[trainer.default_root_dir] = trainer.optimizers[0].param_groups[0]["lr"]
+
+    monkeypatch.setattr(driver, "LearningRateScale", Recording)
+    spiral = make_spiral(tmp_path, schedule="geometric", target_macs_ratio=0.3, max_stages=2, max_accuracy_drop=1.0, teacher_epochs=1,
+                         pruning=functools.partial(PruningCallback, verbose=0), waypoint_lr_scale=0.2,
+                         trainer=functools.partial(TRAINER, callbacks=[StageRate()]))
+    report = spiral.run()
+    assert len(report.stages) == 2 and report.settings["spiral"]["waypoint_lr_scale"] == 0.2
+    full = 0.05  # SpiralModule's default SGD learning rate
+    assert learning_rates["scaled"] == pytest.approx(0.2 * full)
+    by_stage = {Path(root).name: lr for root, lr in learning_rates.items() if root != "scaled"}
+    assert by_stage["stage_1"] == pytest.approx(0.2 * full) and by_stage["stage_2"] == pytest.approx(full)
+
+
 def test_teacher_for_stage() -> None:
     original, previous = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
     assert teacher_for_stage("original", original=original, previous=previous) is original
@@ -235,6 +261,8 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path) -> None:
          r"The network outputs shape \(2, 3\) but the data has 10 classes"),
         ({"mixing": "blend"}, r"`mixing` must be one of \['mixup', 'cutmix'\], got 'blend'"),
         ({"mixing": "mixup", "loss": None}, r"`mixing`='mixup' mixes the batches the stages distil on, but there is no"),
+        ({"waypoint_lr_scale": 0.2}, r"`waypoint_lr_scale`=0.2 scales the learning rate of a schedule's waypoint stages, but `schedule`='constant' has none"),
+        ({"waypoint_lr_scale": 0}, r"`waypoint_lr_scale` must be a finite number > 0, got 0"),
         ({"loggers": "wandb"}, r"`loggers` must be one of \['auto', 'csv', 'tensorboard', 'none'\], got 'wandb'"),
         ({"verbose": 3}, r"`verbose` must be one of \[0, 1, 2\], got 3. 0: silent, 1: stage lines"),
         ({"model": build_model("resnet20", num_classes=10, input_shape=(3, 32, 32))},
