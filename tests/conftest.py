@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,6 +71,19 @@ def quiet_trainer(**kwargs) -> L.Trainer:
         enable_progress_bar=False, enable_model_summary=False,
     )
     return L.Trainer(**{**defaults, **kwargs})
+
+
+def two_process_results(tmp_path: Path, script_source: str) -> tuple[dict, dict]:
+    """Run ``script_source`` (it starts a 2-process ``ddp`` fit and writes ``<argv[1]>.<rank>`` JSON); return both ranks' records."""
+    script = tmp_path / "ddp_script.py"
+    script.write_text(script_source)
+    tests_dir = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "result.json")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    zero, one = (json.loads((tmp_path / f"result.json.{rank}").read_text()) for rank in (0, 1))
+    return zero, one
 
 
 @pytest.fixture(scope="session")

@@ -55,12 +55,12 @@ from lightning_spiral.records import QuantizedResult, SpiralReport, StageResult,
 from lightning_spiral.report import print_report, write_report
 from lightning_spiral.spiral.final_timing import cuda_precisions, cuda_timing, time_side_by_side, timing_is_due, trains_on_cuda
 from lightning_spiral.spiral.floor import judge_stage, settle_waypoints
-from lightning_spiral.spiral.waypoint_lr import LearningRateScale
 from lightning_spiral.spiral.progress import StageProgress, log_stage_result, stage_summary, stage_trainer
 from lightning_spiral.spiral.resume import clear_run, discard_unfinished_stages, is_finished
 from lightning_spiral.spiral.setup import TEACHER_MODES, SpiralSetup, TeacherMode
 from lightning_spiral.spiral.stage_record import failed_stage, is_global_zero, measure_stage
 from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
+from lightning_spiral.spiral.waypoint_lr import LearningRateScale
 
 def teacher_for_stage(mode: TeacherMode, *, original: nn.Module, previous: nn.Module) -> nn.Module:
     """The network a stage distills from: the stage-0 teacher, or the last kept student."""

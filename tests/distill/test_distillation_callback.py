@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -13,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import quiet_trainer
+from conftest import quiet_trainer, two_process_results
 from docs_style import LitClassifier, accuracy
 from lightning_spiral import DistillationCallback, KDLoss, PruningCallback
 from lightning_spiral.distill import LogitMSELoss
@@ -223,14 +219,7 @@ torch.distributed.destroy_process_group()  # left to interpreter exit, gloo's th
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp(tmp_path: Path) -> None:
-    script = tmp_path / "ddp_distill.py"
-    script.write_text(DDP_SCRIPT)
-    tests_dir = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "result.json")], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    outcome, other = (json.loads((tmp_path / f"result.json.{rank}").read_text()) for rank in (0, 1))
+    outcome, other = two_process_results(tmp_path, DDP_SCRIPT)
     assert torch.isfinite(torch.tensor(outcome["term"])) and outcome["term"] > 0
     assert outcome["params_after"] < 0.4 * outcome["params"]
     assert not outcome["teacher_grad"] and outcome["restored"]

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn as nn
+from conftest import two_process_results
 
 from lightning_spiral import PruningCallback
 from lightning_spiral.errors import PruningError, SpiralConfigError
@@ -189,13 +184,6 @@ torch.distributed.destroy_process_group()  # left to interpreter exit, gloo's th
 
 @pytest.mark.slow
 def test_two_process_ddp_ranks_prune_by_rank_zeros_latency_plan(tmp_path) -> None:
-    script = tmp_path / "ddp_latency.py"
-    script.write_text(DDP_SCRIPT)
-    tests_dir = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "result.json")], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    zero, one = (json.loads((tmp_path / f"result.json.{rank}").read_text()) for rank in (0, 1))
+    zero, one = two_process_results(tmp_path, DDP_SCRIPT)
     assert zero["widths"] == one["widths"] and zero["widths"] != [32, 64]  # one plan, rank 0's, on both ranks
     assert zero["ms"] <= zero["budget"]
