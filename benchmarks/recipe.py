@@ -8,10 +8,15 @@ shipped recipe (cubic schedule, three one-epoch waypoints, one long final stage,
 ``oneshot_kd`` the same 24 epochs of KD after a single pruning step; a lever's rows (``_cutmix``:
 CutMix function matching) give it to both. ``vs one-shot`` pairs each run with the one-shot + KD
 run of the same levers, seed and split (``spiral_waypoint_lr03``, waypoints at 0.3 × lr, with
-plain ``oneshot_kd``: one-shot has no waypoints).
+plain ``oneshot_kd``: one-shot has no waypoints), ``vs spiral`` with the spiral run of the same seed.
 
-Output: ``results/recipe.json`` = ``{"teachers": {network: {"top1", "macs"}}, "rows": [...]}``
-and RESULTS.md's ``recipe`` section, with the issue's goals checked per network.
+A network's ``rows`` come from its main teacher (the one most of the runs distilled from); runs of
+another teacher of the same network (a lost cache retrained: its runs cannot be paired with the
+main teacher's) are the ``screens``, each lever there paired with the spiral and one-shot + KD
+rerun on that teacher.
+
+Output: ``results/recipe.json`` = ``{"teachers": {network: {"top1", "macs"}}, "rows": [...],
+"screens": [...]}`` and RESULTS.md's ``recipe`` section, with the issue's goals checked per network.
 
 Run:  python benchmarks/recipe.py          (seconds: it trains nothing)
 """
@@ -19,7 +24,9 @@ Run:  python benchmarks/recipe.py          (seconds: it trains nothing)
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,23 +51,29 @@ GOALS = "spiral ≥ 1.0 point above oneshot_kd at 20% and at 10% of the MACs; �
 TITLE = "recipe.py — the 24-epoch recipe on two networks (issue 19)"
 
 
-def collect(network: str, search: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The teacher and the recipe rows of one network's search file."""
+def collect(network: str, search: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The main teacher of one network's search file, its recipe rows, and the rows of its other teachers."""
+    runs = [r for r in search["runs"] if r["variant"] in METHODS.values()]
+    main_top1 = collections.Counter(r["teacher_top1"] for r in runs).most_common(1)[0][0]
     macs = next((r["teacher_macs"] for r in search["runs"] if "teacher_macs" in r), None)
-    teacher = {"top1": search["teacher_top1"], "macs": macs}
     variant_of = {variant: method for method, variant in METHODS.items()}
-    rows = []
-    for row in search["rows"]:
-        method = variant_of.get(row["variant"])
-        if method is None:
-            continue
-        rows.append({
-            "network": network, "target": row["target"], "method": method, "top1": row["top1"], "top1_std": row["top1_std"],
-            "seeds": row["seeds"], "macs_ratio": row["macs_ratio"], "epochs": sum(VARIANTS[row["variant"]].epochs(row["target"])),
-            "variant": row["variant"], "recipe": row["recipe"], "val_top1": row["val_top1"], "vs_teacher": row["vs_teacher"],
-            "vs_oneshot_kd": row["vs_baseline"], "vs_oneshot_kd_std": row["vs_baseline_std"],
-        })
-    return teacher, rows
+    rows = [recipe_row(network, variant_of[row["variant"]], row, runs) for row in search["rows"] if row["variant"] in variant_of]
+    return ({"top1": main_top1, "macs": macs}, [r for r in rows if r["teacher_top1"] == main_top1],
+            [r for r in rows if r["teacher_top1"] != main_top1])
+
+
+def recipe_row(network: str, method: str, row: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """recipe.json's row of one search row, with its per-seed difference to the spiral of the same teacher."""
+    same = [r for r in runs if (r["teacher_top1"], r["target"]) == (row["teacher_top1"], row["target"])]
+    spiral = {r["seed"]: r["top1"] for r in same if r["variant"] == METHODS["spiral"]}
+    diffs = [r["top1"] - spiral[r["seed"]] for r in same if r["variant"] == row["variant"] and r["seed"] in spiral]
+    return {
+        "network": network, "target": row["target"], "method": method, "top1": row["top1"], "top1_std": row["top1_std"],
+        "seeds": row["seeds"], "macs_ratio": row["macs_ratio"], "epochs": sum(VARIANTS[row["variant"]].epochs(row["target"])),
+        "variant": row["variant"], "recipe": row["recipe"], "teacher_top1": row["teacher_top1"], "val_top1": row["val_top1"],
+        "vs_teacher": row["vs_teacher"], "vs_oneshot_kd": row["vs_baseline"], "vs_oneshot_kd_std": row["vs_baseline_std"],
+        "vs_spiral": statistics.mean(diffs) if diffs else None, "vs_spiral_std": statistics.stdev(diffs) if len(diffs) > 1 else None,
+    }
 
 
 def goals(rows: list[dict[str, Any]], teacher_top1: float) -> list[str]:
@@ -86,16 +99,32 @@ def render_markdown(recipe: dict[str, Any]) -> str:
     for network, teacher in recipe["teachers"].items():
         rows = [r for r in recipe["rows"] if r["network"] == network]
         lines += [f"**{network}** — teacher {100 * teacher['top1']:.2f}%, {teacher['macs'] / 1e6:.1f}M MACs", "",
-                  "| target | method | recipe | seeds | top-1 % | Δ vs teacher | vs one-shot (pts) | val top-1 % | MACs % |",
-                  "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for row in sorted(rows, key=lambda r: (-r["target"], -r["top1"])):
-            paired = "–" if row["vs_oneshot_kd"] is None else f"{100 * row['vs_oneshot_kd']:+.2f} ± {100 * (row['vs_oneshot_kd_std'] or 0):.2f}"
-            val = "–" if row["val_top1"] is None else f"{100 * row['val_top1']:.2f}"
-            lines.append(f"| {row['target']:.0%} | {row['method']} | {row['recipe']} | {len(row['seeds'])} | "
-                         f"{100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | {100 * row['vs_teacher']:+.2f} | {paired} | "
-                         f"{val} | {100 * row['macs_ratio']:.1f} |")
-        lines += ["", *(f"- {line}" for line in goals(rows, teacher["top1"])), ""]
+                  *table(rows), "", *(f"- {line}" for line in goals(rows, teacher["top1"])), ""]
+        for top1 in dict.fromkeys(r["teacher_top1"] for r in recipe["screens"] if r["network"] == network):
+            screen = [r for r in recipe["screens"] if (r["network"], r["teacher_top1"]) == (network, top1)]
+            lines += [f"**{network}, lever screen** — a retrained teacher, {100 * top1:.2f}% (the same recipe; the main "
+                      "teacher's cache was lost): each lever paired with the spiral and one-shot + KD rerun on it", "",
+                      *table(screen), ""]
     return "\n".join(lines)
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    """A markdown table of recipe rows, by target and then top-1."""
+    lines = ["| target | method | recipe | seeds | top-1 % | Δ vs teacher | vs one-shot (pts) | vs spiral (pts) | val top-1 % | MACs % |",
+             "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in sorted(rows, key=lambda r: (-r["target"], -r["top1"])):
+        val = "–" if row["val_top1"] is None else f"{100 * row['val_top1']:.2f}"
+        lines.append(f"| {row['target']:.0%} | {row['method']} | {row['recipe']} | {len(row['seeds'])} | "
+                     f"{100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | {100 * row['vs_teacher']:+.2f} | "
+                     f"{paired(row, 'vs_oneshot_kd')} | {paired(row, 'vs_spiral')} | {val} | {100 * row['macs_ratio']:.1f} |")
+    return lines
+
+
+def paired(row: dict[str, Any], key: str) -> str:
+    """A paired difference in points, mean ± std over seeds ('–' where nothing was paired)."""
+    if row[key] is None:
+        return "–"
+    return f"{100 * row[key]:+.2f} ± {100 * (row[f'{key}_std'] or 0):.2f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,11 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(path.relative_to(HERE)) for path in SEARCHES.values() if not path.is_file()]
     if missing:
         parser.error(f"no search results at {missing}: run spiral_search.py first (see its docstring)")
-    recipe: dict[str, Any] = {"teachers": {}, "rows": []}
+    recipe: dict[str, Any] = {"teachers": {}, "rows": [], "screens": []}
     for network, path in SEARCHES.items():
-        teacher, rows = collect(network, json.loads(path.read_text()))
+        teacher, rows, screens = collect(network, json.loads(path.read_text()))
         recipe["teachers"][network] = teacher
         recipe["rows"] += rows
+        recipe["screens"] += screens
     write_json(args.out, recipe)
     markdown = render_markdown(recipe)
     print(markdown)

@@ -10,7 +10,9 @@ ranking), the teacher (original or previous stage) and the stage learning rate. 
 variants are the same recipe with one stage, so each spiral variant has a matching baseline.
 
 Runs are independent processes (``--workers``), each cached as it finishes under
-``cache/<profile>/search/<variant>/t<target>_s<seed>/result.json``: an interrupted search continues.
+``cache/<profile>/search/teacher_<sha>/<variant>/t<target>_s<seed>/result.json``: an interrupted search
+continues. Every run records its teacher (top-1 and file hash): runs of a retrained teacher join the
+search file beside the earlier ones, and rows pair and compare runs of the same teacher only.
 ``--accelerator gpu`` trains on a GPU (several workers share it); accuracy does not depend on the
 device beyond seed noise, and nothing here measures speed.
 
@@ -24,6 +26,7 @@ Run:  python benchmarks/spiral_search.py --workers 2                      (CPU: 
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -41,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from lightning_spiral import KDLoss  # noqa: E402
+from lightning_spiral.spiral.describe import file_sha256  # noqa: E402
 
 from compare import Benchmark  # noqa: E402
 from profiles import DEFAULT_DATA, PROFILES, TEACHER_SEED  # noqa: E402
@@ -158,13 +162,20 @@ VARIANTS |= {f"{name}_cutmix": dataclasses.replace(VARIANTS[name], mixing="cutmi
 VARIANTS["spiral_cubic_short_lr03_e24_vsplit_wp03"] = dataclasses.replace(VARIANTS["spiral_cubic_short_lr03_e24_vsplit"], waypoint_lr_scale=0.3)
 
 
-def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, accelerator: str,
+def teacher_record(teacher_file: Path) -> dict[str, Any]:
+    """Which teacher a run distilled from: its test top-1 (``result.json`` beside it) and its file's SHA-256."""
+    return {"teacher_top1": json.loads(teacher_file.with_name("result.json").read_text())["top1"],
+            "teacher_sha256": file_sha256(teacher_file)}
+
+
+def run_one(profile: str, data: str, cache_dir: str, teacher_file: str, accelerator: str,
             name: str, target: float, seed: int) -> dict[str, Any]:
     """One (variant, target, seed) in a worker process; cached as ``result.json``."""
     torch.set_num_threads(1)
     benchmark = Benchmark(profile, Path(data), Path(cache_dir), HERE / "results", [], accelerator=accelerator,
-                          teacher_file=None if teacher_file is None else Path(teacher_file))
-    out = benchmark.cache / "search" / name / f"t{target}_s{seed}"
+                          teacher_file=Path(teacher_file))
+    teacher = teacher_record(Path(teacher_file))
+    out = benchmark.cache / "search" / f"teacher_{teacher['teacher_sha256'][:12]}" / name / f"t{target}_s{seed}"
     if (out / "result.json").is_file():
         return json.loads((out / "result.json").read_text())
     v = VARIANTS[name]
@@ -174,27 +185,36 @@ def run_one(profile: str, data: str, cache_dir: str, teacher_file: str | None, a
                               loss=KDLoss(temperature=temperature, alpha=alpha), schedule=v.schedule,
                               importance=v.importance, global_pruning=v.global_pruning, lr=v.lr, split_seed=v.split_seed,
                               mixing=v.mixing, waypoint_lr_scale=v.waypoint_lr_scale)
-    result.update(variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start,
+    result.update(teacher, variant=name, target=target, seed=seed, total_wall_s=time.perf_counter() - start,
                   model_path=os.path.relpath(result["model_path"], cache_dir))  # no machine paths in results/search.json
     result.pop("stages")
     write_json(out / "result.json", result)
     return result
 
 
-def summarise(runs: list[dict[str, Any]], teacher_top1: float, teacher_macs: int | None) -> list[dict[str, Any]]:
-    """Per variant and target: mean ± std of test top-1 and the paired difference to the baseline."""
+def by_teacher_and_target(runs: list[dict[str, Any]]) -> list[tuple[float, float, list[dict[str, Any]]]]:
+    """The runs split by teacher (its top-1, in order) and target (largest first): only these are compared."""
+    groups: dict[tuple[float, float], list[dict[str, Any]]] = {}
+    for run in sorted(runs, key=lambda r: (r["teacher_top1"], -r["target"])):
+        groups.setdefault((run["teacher_top1"], run["target"]), []).append(run)
+    return [(teacher, target, same) for (teacher, target), same in groups.items()]
+
+
+def summarise(runs: list[dict[str, Any]], teacher_macs: int | None) -> list[dict[str, Any]]:
+    """Per teacher, target and variant: mean ± std of test top-1 and the paired difference to the baseline."""
     rows = []
-    for target in sorted({r["target"] for r in runs}, reverse=True):
+    for teacher_top1, target, same in by_teacher_and_target(runs):
         for name, variant in VARIANTS.items():
-            baseline = {r["seed"]: r["top1"] for r in runs if r["variant"] == variant.baseline and r["target"] == target}
-            mine = sorted((r for r in runs if r["variant"] == name and r["target"] == target), key=lambda r: r["seed"])
+            baseline = {r["seed"]: r["top1"] for r in same if r["variant"] == variant.baseline}
+            mine = sorted((r for r in same if r["variant"] == name), key=lambda r: r["seed"])
             if not mine:
                 continue
             top1 = [r["top1"] for r in mine]
             val = [r["val_top1"] for r in mine if r.get("val_top1") is not None and variant.split_seed is not None]
             paired = [r["top1"] - baseline[r["seed"]] for r in mine if r["seed"] in baseline]
             rows.append({
-                "variant": name, "target": target, "recipe": variant.describe(target), "baseline": variant.baseline, "seeds": [r["seed"] for r in mine],
+                "variant": name, "target": target, "teacher_top1": teacher_top1, "recipe": variant.describe(target),
+                "baseline": variant.baseline, "seeds": [r["seed"] for r in mine],
                 "top1": statistics.mean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
                 "top1_per_seed": top1, "val_top1": statistics.mean(val) if len(val) == len(mine) else None,
                 "vs_teacher": statistics.mean(top1) - teacher_top1,
@@ -206,23 +226,22 @@ def summarise(runs: list[dict[str, Any]], teacher_top1: float, teacher_macs: int
     return rows
 
 
-def pooled(runs: list[dict[str, Any]], teacher_top1: float) -> list[dict[str, Any]]:
+def pooled(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each round-4 recipe pooled with its round-3 runs: both validation splits, each run paired with one-shot + KD on its split."""
     rows = []
-    for target in sorted({r["target"] for r in runs}, reverse=True):
+    for teacher_top1, target, same in by_teacher_and_target(runs):
         for name in VALIDATION_RERUN:
             mine, base = [], []
             for variant in (name, f"{name}_vsplit"):
-                baseline = {r["seed"]: r["top1"] for r in runs if r["variant"] == VARIANTS[variant].baseline and r["target"] == target}
-                pairs = [(r["top1"], baseline[r["seed"]]) for r in runs
-                         if r["variant"] == variant and r["target"] == target and r["seed"] in baseline]
+                baseline = {r["seed"]: r["top1"] for r in same if r["variant"] == VARIANTS[variant].baseline}
+                pairs = [(r["top1"], baseline[r["seed"]]) for r in same if r["variant"] == variant and r["seed"] in baseline]
                 mine += [a for a, _ in pairs]
                 base += [b for _, b in pairs]
             if len(mine) < 2:
                 continue
             diffs = [a - b for a, b in zip(mine, base)]
-            rows.append({"variant": name, "target": target, "runs": len(mine), "top1": statistics.mean(mine),
-                         "top1_std": statistics.stdev(mine), "baseline_top1": statistics.mean(base), "baseline_std": statistics.stdev(base),
+            rows.append({"variant": name, "target": target, "teacher_top1": teacher_top1, "runs": len(mine),
+                         "top1": statistics.mean(mine), "top1_std": statistics.stdev(mine), "baseline_top1": statistics.mean(base), "baseline_std": statistics.stdev(base),
                          "vs_baseline": statistics.mean(diffs), "vs_baseline_std": statistics.stdev(diffs),
                          "vs_baseline_sem": statistics.stdev(diffs) / len(diffs) ** 0.5, "vs_teacher": statistics.mean(mine) - teacher_top1})
     return rows
@@ -230,16 +249,20 @@ def pooled(runs: list[dict[str, Any]], teacher_top1: float) -> list[dict[str, An
 
 def render_markdown(results: dict[str, Any]) -> str:
     commands = "; ".join(f"`{c}`" for c in results["commands"])
+    teachers = collections.Counter(r["teacher_top1"] for r in results["runs"])
+    teachers_line = ", ".join(f"{100 * top1:.2f}% ({count} runs)" for top1, count in sorted(teachers.items()))
     lines = [f"Commands (device in brackets): {commands} — last {results['date'][:10]}, torch "
-             f"{results['torch']}. Teacher {100 * results['teacher_top1']:.2f}%. Test top-1 on the full test split; "
+             f"{results['torch']}. Teachers (the same recipe; a lost cache was retrained): {teachers_line}; "
+             "a run is compared only with runs of its own teacher. Test top-1 on the full test split; "
              f"'vs {BASELINE}' is the mean ± std of the per-seed difference to one-shot + KD (same seeds, same data order; "
              f"`_vsplit` rows against `{BASELINE}_vsplit`). Validation top-1 only for `_vsplit` runs, whose validation split "
              "the teacher never trained on (elsewhere it is inflated for seeds other than 0).", ""]
-    for target in sorted({r["target"] for r in results["rows"]}, reverse=True):
-        lines += [f"**Target {target:.0%} of the teacher's MACs**", "",
+    for teacher_top1, target in dict.fromkeys((r["teacher_top1"], r["target"]) for r in results["rows"]):
+        lines += [f"**Teacher {100 * teacher_top1:.2f}%, target {target:.0%} of its MACs**", "",
                   f"| variant | recipe | seeds | top-1 % | Δ vs teacher | vs {BASELINE} (pts) | val top-1 % | MACs % | train s |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for row in sorted((r for r in results["rows"] if r["target"] == target), key=lambda r: -r["top1"]):
+        same = [r for r in results["rows"] if (r["teacher_top1"], r["target"]) == (teacher_top1, target)]
+        for row in sorted(same, key=lambda r: -r["top1"]):
             paired = "–" if row["vs_baseline"] is None else f"{100 * row['vs_baseline']:+.2f} ± {100 * (row['vs_baseline_std'] or 0):.2f}"
             macs = "–" if row["macs_ratio"] is None else f"{100 * row['macs_ratio']:.1f}"
             val = "–" if row.get("val_top1") is None else f"{100 * row['val_top1']:.2f}"
@@ -249,10 +272,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     if results.get("pooled"):
         lines += ["**Pooled: rounds 3 and 4 together** (the same recipe on both validation splits; each run paired with "
                   f"{BASELINE} on its own split and seed)", "",
-                  f"| variant | target | runs | top-1 % | {BASELINE} % | paired Δ (pts): mean ± std (s.e.) | Δ vs teacher |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  f"| variant | teacher % | target | runs | top-1 % | {BASELINE} % | paired Δ (pts): mean ± std (s.e.) | Δ vs teacher |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for row in results["pooled"]:
-            lines.append(f"| {row['variant']} | {row['target']:.0%} | {row['runs']} | {100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | "
+            lines.append(f"| {row['variant']} | {100 * row['teacher_top1']:.2f} | {row['target']:.0%} | {row['runs']} | {100 * row['top1']:.2f} ± {100 * row['top1_std']:.2f} | "
                          f"{100 * row['baseline_top1']:.2f} ± {100 * row['baseline_std']:.2f} | {100 * row['vs_baseline']:+.2f} ± "
                          f"{100 * row['vs_baseline_std']:.2f} ({100 * row['vs_baseline_sem']:.2f}) | {100 * row['vs_teacher']:+.2f} |")
         lines.append("")
@@ -288,20 +311,18 @@ def main(argv: list[str] | None = None) -> None:
     bad = [t for t in targets if not 0 < t < 1]
     if bad:
         parser.error(f"--targets must be MACs ratios in (0, 1), got {bad}")
-    teacher_top1 = json.loads(teacher_path.with_name("result.json").read_text())["top1"]
     tasks = [(name, target, seed) for seed in args.seeds for name in args.variants for target in targets]
     common = (args.profile, str(args.data), str(args.cache_dir), str(teacher_path), args.accelerator)
     device = torch.cuda.get_device_name(0) if args.accelerator == "gpu" else f"CPU ({os.cpu_count()} cores)"
-    # earlier invocations' runs in --out are kept (they may come from another machine's cache); a rerun replaces its own
+    # earlier invocations' runs in --out are kept (they may come from another machine's cache); a rerun with the same teacher replaces its own
     earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    runs = {(r["variant"], r["target"], r["seed"]): r for r in earlier.get("runs", [])}
+    runs = {run_key(r): r for r in earlier.get("runs", [])}
     command = " ".join(["spiral_search.py", *(argv if argv is not None else sys.argv[1:])])
     commands = [*earlier.get("commands", []), f"{command} ({device})"]
 
     def write() -> None:
         report(earlier | {
             "commands": commands, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
-            "teacher_top1": teacher_top1,
             "variants": {n: dataclasses.asdict(v) | {"stages": {str(t): e for t, e in v.stages.items()}} for n, v in VARIANTS.items()},
             "runs": list(runs.values()),
         }, args.out, args.profile)
@@ -316,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as error:  # one failed recipe must not lose the others: report it and go on
                 print(f"[search] {name} target {target} seed {seed} FAILED: {error!r}", flush=True)
                 continue
-            runs[name, target, seed] = result
+            runs[run_key(result)] = result
             print(f"[search] {name:20s} target {target:.2f} seed {seed}: top-1 {result['top1']:.4f}, "
                   f"MACs {result['macs']:,}, {result['wall_s']:.0f} s", flush=True)
             write()
@@ -325,10 +346,15 @@ def main(argv: list[str] | None = None) -> None:
 def report(results: dict[str, Any], out: Path, profile: str) -> None:
     """Summarise ``results["runs"]`` into ``rows`` and ``pooled``, write ``out`` and (quick profile, results/) RESULTS.md."""
     runs = results["runs"]
-    results |= {"rows": summarise(runs, results["teacher_top1"], teacher_macs(runs)), "pooled": pooled(runs, results["teacher_top1"])}
+    results |= {"rows": summarise(runs, teacher_macs(runs)), "pooled": pooled(runs)}
     write_json(out, results)
     if in_results_dir(out) and profile == "quick":
         update_results_section(HERE / "RESULTS.md", "search", TITLE, render_markdown(results))
+
+
+def run_key(run: dict[str, Any]) -> tuple[str, float, int, float]:
+    """A run's place in the search file: a rerun with the same teacher replaces it, one with another teacher joins it."""
+    return run["variant"], run["target"], run["seed"], run["teacher_top1"]
 
 
 def teacher_macs(runs: list[dict[str, Any]]) -> int | None:

@@ -73,6 +73,7 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     (pooled,) = [row for row in results["pooled"] if row["variant"] == spiral]  # both splits together
     assert pooled["runs"] == 4 and pooled["vs_baseline"] == pytest.approx(sum(all_pairs) / 4)
     assert all(r["macs"] < r["teacher_macs"] for r in results["runs"])
+    assert len({(r["teacher_top1"], r["teacher_sha256"]) for r in results["runs"]}) == 1  # every run names its teacher
     assert not any(Path(r["model_path"]).is_absolute() for r in results["runs"])  # relative to --cache-dir
     # validation top-1 is reported only where the teacher never trained on the validation split
     assert rows[spiral]["val_top1"] is None and 0 <= rows[f"{spiral}_vsplit"]["val_top1"] <= 1
@@ -80,7 +81,8 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     # a labels-only variant trains its stages without the teacher's loss
     labels_only = [*command[:command.index("--variants")], "--variants", "iterative_ft_e24_vsplit", "--seeds", "0", "--out", str(out)]
     assert subprocess.run(labels_only, capture_output=True, text=True, timeout=600).returncode == 0
-    report = json.loads((tmp_path / "cache" / "smoke" / "search" / "iterative_ft_e24_vsplit" / "t0.5_s0" / "report.json").read_text())
+    (report_path,) = (tmp_path / "cache" / "smoke" / "search").glob("teacher_*/iterative_ft_e24_vsplit/t0.5_s0/report.json")
+    report = json.loads(report_path.read_text())
     assert report["settings"]["distill"] is None and report["stages"]
     assert "no KD" in {row["variant"]: row for row in json.loads(out.read_text())["rows"]}["iterative_ft_e24_vsplit"]["recipe"]
 
@@ -193,25 +195,53 @@ def test_cuda_timing_tables_every_device_and_precision_and_refuses_without_a_gpu
     assert refused.value.code == 2 and "no CUDA GPU is visible" in capsys.readouterr().err
 
 
+def _search_runs(top1: dict[str, dict[float, list[float]]], teacher_top1: float) -> list[dict]:
+    """Search-file runs of one teacher: per variant and target, one run per seed with these test top-1s."""
+    return [{"variant": variant, "target": target, "seed": seed, "top1": value, "val_top1": value - 0.01, "teacher_top1": teacher_top1,
+             "macs": int(target * 1e6), "teacher_macs": 10**6, "wall_s": 1.0}
+            for variant, by_target in top1.items() for target, values in by_target.items() for seed, value in enumerate(values)]
+
+
+def test_search_rows_compare_runs_of_the_same_teacher_only(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from spiral_search import render_markdown, summarise
+
+    runs = [*_search_runs({"oneshot_kd": {0.2: [0.70, 0.71]}, "spiral_cubic": {0.2: [0.72, 0.74]}}, 0.78),
+            *_search_runs({"oneshot_kd": {0.2: [0.60, 0.60]}, "spiral_cubic": {0.2: [0.75, 0.76]}}, 0.79)]  # a retrained teacher
+    rows = {(r["variant"], r["teacher_top1"]): r for r in summarise(runs, 10**6)}
+    assert rows["spiral_cubic", 0.78]["vs_baseline"] == pytest.approx(0.025) and rows["spiral_cubic", 0.79]["vs_baseline"] == pytest.approx(0.155)
+    assert rows["spiral_cubic", 0.79]["vs_teacher"] == pytest.approx(-0.035)  # against its own teacher
+    markdown = render_markdown({"commands": [], "date": "2026-12-03", "torch": "2", "runs": runs, "rows": list(rows.values())})
+    assert "78.00% (4 runs), 79.00% (4 runs)" in markdown
+    assert "**Teacher 78.00%, target 20% of its MACs**" in markdown and "**Teacher 79.00%, target 20% of its MACs**" in markdown
+
+
 def test_recipe_rows_pair_the_spiral_with_one_shot_and_check_the_goals(monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import recipe
     from spiral_search import summarise
 
-    top1 = {"spiral_cubic_short_lr03_e24_vsplit": {0.2: [0.775, 0.780, 0.776], 0.1: [0.757, 0.752, 0.755]},
-            "oneshot_kd_e24_vsplit": {0.2: [0.770, 0.772, 0.773], 0.1: [0.744, 0.746, 0.745]},
-            "spiral_cubic_lr05": {0.2: [0.1, 0.1, 0.1]}}  # a 12-epoch round: not a recipe row
-    runs = [{"variant": variant, "target": target, "seed": seed, "top1": value, "val_top1": value - 0.01,
-             "macs": int(target * 1e6), "teacher_macs": 10**6, "wall_s": 1.0}
-            for variant, by_target in top1.items() for target, values in by_target.items() for seed, value in enumerate(values)]
-    teacher, rows = recipe.collect("vgg_bn", {"teacher_top1": 0.7858, "runs": runs, "rows": summarise(runs, 0.7858, 10**6)})
-    assert teacher == {"top1": 0.7858, "macs": 10**6}
+    spiral, oneshot, levered = "spiral_cubic_short_lr03_e24_vsplit", "oneshot_kd_e24_vsplit", "spiral_cubic_short_lr03_e24_vsplit_wp03"
+    runs = [*_search_runs({spiral: {0.2: [0.775, 0.780, 0.776], 0.1: [0.757, 0.752, 0.755]},
+                           oneshot: {0.2: [0.770, 0.772, 0.773], 0.1: [0.744, 0.746, 0.745]},
+                           "spiral_cubic_lr05": {0.2: [0.1, 0.1, 0.1]}}, 0.7858),  # a 12-epoch round: not a recipe row
+            *_search_runs({spiral: {0.2: [0.778, 0.775]}, levered: {0.2: [0.770, 0.773]}}, 0.7875)]  # a retrained teacher's screen
+    teacher, rows, screens = recipe.collect("vgg_bn", {"runs": runs, "rows": summarise(runs, 10**6)})
+    assert teacher == {"top1": 0.7858, "macs": 10**6}  # the teacher of most runs
     assert sorted((r["method"], r["target"]) for r in rows) == [("oneshot_kd", 0.1), ("oneshot_kd", 0.2), ("spiral", 0.1), ("spiral", 0.2)]
-    spiral = {r["target"]: r for r in rows if r["method"] == "spiral"}
-    assert spiral[0.2]["epochs"] == 24 and spiral[0.2]["seeds"] == [0, 1, 2] and spiral[0.2]["macs_ratio"] == pytest.approx(0.2)
-    assert spiral[0.1]["vs_oneshot_kd"] == pytest.approx(0.029 / 3)  # paired per seed: (13 + 6 + 10) / 3 thousandths
+    by_method = {(r["method"], r["target"]): r for r in rows}
+    assert by_method["spiral", 0.2]["epochs"] == 24 and by_method["spiral", 0.2]["seeds"] == [0, 1, 2]
+    assert by_method["spiral", 0.2]["macs_ratio"] == pytest.approx(0.2)
+    assert by_method["spiral", 0.1]["vs_oneshot_kd"] == pytest.approx(0.029 / 3)  # paired per seed: (13 + 6 + 10) / 3 thousandths
+    assert by_method["oneshot_kd", 0.1]["vs_spiral"] == pytest.approx(-0.029 / 3)
+    # the lever is paired with the spiral rerun on its own teacher: (-8 - 2) / 2 thousandths
+    screen = {r["method"]: r for r in screens}
+    assert set(screen) == {"spiral", "spiral_waypoint_lr03"} and screen["spiral_waypoint_lr03"]["vs_spiral"] == pytest.approx(-0.005)
+    assert screen["spiral_waypoint_lr03"]["teacher_top1"] == 0.7875
     assert recipe.goals(rows, 0.7858) == [
         "spiral − oneshot_kd at 20%: +0.53 points (goal ≥ +1.0: not met)",
         "spiral − oneshot_kd at 10%: +0.97 points (goal ≥ +1.0: not met)",
         "spiral − teacher at 20%: -0.88 points (goal ≥ −0.5: not met)",
     ]
+    markdown = recipe.render_markdown({"teachers": {"vgg_bn": teacher}, "rows": rows, "screens": screens})
+    assert "**vgg_bn, lever screen** — a retrained teacher, 78.75%" in markdown
