@@ -133,7 +133,7 @@ class Benchmark:
         text = {"vocab_size": data.vocab_size} if getattr(data, "vocab_size", None) else {}
         model = build_model(p.model, num_classes=data.num_classes, input_shape=data.input_shape, **p.model_kwargs, **text)
         module = SpiralModule(model, num_classes=data.num_classes, optimizer=sgd(p.teacher_lr, p.optimizer), scheduler=COSINE)
-        trainer = trainer_factory(max_epochs=p.teacher_epochs)
+        trainer = trainer_factory(max_epochs=p.teacher_epochs, accelerator=self.accelerator)
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
         wall = time.perf_counter() - start
@@ -248,15 +248,15 @@ class Benchmark:
     def run_oneshot_ft(self, target: float, seed: int, out: Path) -> dict[str, Any]:
         return self.spiral(target, seed, out, stages=[self.profile.budget(target)], teacher="original", distill=False)
 
-    def train_student(self, student: nn.Module, target: float, seed: int, *, distill: bool, callbacks: list[L.Callback]) -> tuple[float, float]:
-        """Train ``student`` for the budget with the stage recipe; return (test top-1, wall seconds)."""
+    def train_student(self, student: nn.Module, epochs: int, seed: int, *, distill: bool, callbacks: list[L.Callback]) -> tuple[float, float]:
+        """Train ``student`` for ``epochs`` with the stage recipe; return (test top-1, wall seconds)."""
         p = self.profile
         L.seed_everything(seed, workers=True, verbose=False)
         data = self.datamodule(seed)
         teacher = load_model(self.teacher()) if distill else None
         module = SpiralModule(student, teacher, loss=KDLoss(temperature=p.temperature, alpha=p.alpha) if distill else None,
                               num_classes=data.num_classes, optimizer=sgd(p.stage_lr, p.optimizer), scheduler=COSINE)
-        trainer = trainer_factory(max_epochs=p.budget(target), callbacks=callbacks, accelerator=self.accelerator)
+        trainer = trainer_factory(max_epochs=epochs, callbacks=callbacks, accelerator=self.accelerator)
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
         wall = time.perf_counter() - start
@@ -277,7 +277,7 @@ class Benchmark:
         pruning = ModelPruning("l1_unstructured", parameters_to_prune=weights, amount=lambda epoch: amount if epoch == 0 else 0.0,
                                use_global_unstructured=True, make_pruning_permanent=True,
                                use_lottery_ticket_hypothesis=False, verbose=0)
-        top1, wall = self.train_student(student, target, seed, distill=False, callbacks=[pruning])
+        top1, wall = self.train_student(student, self.profile.budget(target), seed, distill=False, callbacks=[pruning])
         save_model(student, out / "model.pt")
         nonzero = sum(int((q != 0).sum()) for q in student.parameters())
         return {"top1": top1, "params": nonzero, "macs": count_macs(student, example_input(student)),
@@ -292,7 +292,7 @@ class Benchmark:
         for module in student.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        top1, wall = self.train_student(student.train(), target, seed, distill=distill, callbacks=[])
+        top1, wall = self.train_student(student.train(), self.profile.budget(target), seed, distill=distill, callbacks=[])
         save_model(student, out / "model.pt")
         return {"top1": top1, "params": sum(q.numel() for q in student.parameters()),
                 "macs": count_macs(student, example_input(student)), "size_bytes": file_size(out / "model.pt"),

@@ -76,6 +76,13 @@ PROFILES: dict[str, Profile] = {
         stage_epochs={0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, seeds=(0, 1, 2), spiral_schedule="cubic", spiral_lr=0.05,
         feature_paths={"at": "stages.2", "hint": "stages.2"},
     ),
+    # issue 19's latency-aware allocation (benchmarks/latency_allocation.py): the CIFAR MobileNetV2 (width 1,
+    # 2.24M params, 92.8M MACs), where measured speed follows the MACs least; the quick profile's recipe
+    "mobilenetv2": Profile(
+        model="mobilenet_v2", model_kwargs={}, teacher_epochs=39, teacher_lr=0.05, stage_lr=0.01,
+        stage_epochs={0.2: [1, 1, 1, 9], 0.1: [1, 1, 1, 1, 8]}, seeds=(0, 1, 2), spiral_schedule="cubic", spiral_lr=0.05,
+        latency_layouts=("contiguous",), feature_paths={"at": "features.13", "hint": "features.13"},
+    ),
     # For a GPU: ResNet-56, longer budgets, three seeds.
     "full": Profile(
         model="resnet56", model_kwargs={}, teacher_epochs=160, teacher_lr=0.1, stage_lr=0.01,

@@ -87,6 +87,35 @@ def test_spiral_search_smoke_pairs_variants_with_the_baseline(tmp_path) -> None:
     assert "no KD" in {row["variant"]: row for row in json.loads(out.read_text())["rows"]}["iterative_ft_e24_vsplit"]["recipe"]
 
 
+@pytest.mark.slow
+def test_latency_allocation_smoke_pairs_per_layer_with_uniform_at_the_latency_uniform_reached(tmp_path) -> None:
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    out = tmp_path / "latency_allocation.json"
+    command = [sys.executable, str(BENCHMARKS / "latency_allocation.py"), "--profile", "smoke", "--data", str(data),
+               "--cache-dir", str(tmp_path / "cache"), "--budgets", "0.9", "--epochs", "1", "--seeds", "0", "1",
+               "--rounds", "2", "--repeats", "3", "--workers", "2", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["allocation"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"uniform", "per_layer"} and rows["per_layer"]["seeds"] == [0, 1]
+    pairs = [mine - theirs for mine, theirs in zip(rows["per_layer"]["top1_per_seed"], rows["uniform"]["top1_per_seed"])]
+    assert rows["per_layer"]["vs_uniform"] == pytest.approx(sum(pairs) / 2) and rows["uniform"]["vs_uniform"] == 0.0
+    low, high = rows["per_layer"]["latency_vs_uniform_range"]
+    assert 0 < low <= rows["per_layer"]["latency_vs_uniform"] <= high
+    (plan_file,) = (tmp_path / "cache" / "smoke" / "latency_allocation").glob("teacher_*/plan.json")
+    planned = json.loads(plan_file.read_text())
+    plan = planned["students"]["0.9"]
+    assert plan["budget_ms"] == pytest.approx(0.9 * planned["teacher_ms"]) and plan["uniform_reached_ms"] > 0
+    assert all(rows[a]["macs"] == plan[a]["macs"] < json.loads(out.read_text())["teacher"]["macs"] for a in rows)
+
+
+def test_latency_allocation_refuses_a_budget_outside_zero_one(tmp_path) -> None:
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "latency_allocation.py"), "--data", str(data), "--budgets", "0.5", "1.5"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--budgets must be fractions of the teacher's latency in (0, 1), got [1.5]" in result.stderr
+
+
 def test_committed_results_hold_no_machine_paths() -> None:
     machine_path = re.compile(r"(?<![\w.])/(?:tmp|root|home|work)/")
     files = [*sorted((BENCHMARKS / "results").glob("*.json")), BENCHMARKS / "RESULTS.md", BENCHMARKS / "README.md"]
