@@ -50,7 +50,7 @@ from lightning_spiral.timing import interleaved_latency  # noqa: E402
 
 from compare import Benchmark, example_input  # noqa: E402
 from profiles import DEFAULT_DATA  # noqa: E402
-from results_io import in_results_dir, update_results_section, write_json  # noqa: E402
+from results_io import publish, write_json  # noqa: E402
 
 ALLOCATIONS = ("uniform", "per_layer")
 BATCH = 64
@@ -211,11 +211,7 @@ def main(argv: list[str] | None = None) -> None:
                     "params": count_params(teacher), "latency_ms_b64": statistics.median(rounds["teacher"])},
         "rows": summarise(plan, runs, rounds), "latency_ms_rounds": rounds,
     }
-    write_json(args.out, results)
-    markdown = render_markdown(results)
-    print(markdown)
-    if in_results_dir(args.out):
-        update_results_section(HERE / "RESULTS.md", "latency_allocation", TITLE, markdown)
+    publish(args.out, results, "latency_allocation", TITLE, render_markdown(results))
 
 
 if __name__ == "__main__":

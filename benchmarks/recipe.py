@@ -34,7 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from results_io import in_results_dir, update_results_section, write_json  # noqa: E402
+from results_io import publish  # noqa: E402
 from spiral_search import VARIANTS  # noqa: E402
 
 SEARCHES = {"vgg_bn": HERE / "results" / "search.json", "resnet20": HERE / "results" / "search_resnet20.json"}
@@ -140,11 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         recipe["teachers"][network] = teacher
         recipe["rows"] += rows
         recipe["screens"] += screens
-    write_json(args.out, recipe)
-    markdown = render_markdown(recipe)
-    print(markdown)
-    if in_results_dir(args.out):
-        update_results_section(HERE / "RESULTS.md", "recipe", TITLE, markdown)
+    publish(args.out, recipe, "recipe", TITLE, render_markdown(recipe))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def publish(out: Path, results: dict[str, Any], section: str, title: str, markdown: str) -> None:
+    """Write ``results`` to ``out`` and print ``markdown``; into RESULTS.md's ``section`` too when ``out`` is in results/."""
+    write_json(out, results)
+    print(markdown)
+    if in_results_dir(out):
+        update_results_section(HERE / "RESULTS.md", section, title, markdown)
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """One table per target: accuracy (mean ± std over seeds), size, speed and cost of every method."""
     teacher, machine = results["teacher"], results["machine"]
