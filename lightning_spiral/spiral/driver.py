@@ -62,6 +62,7 @@ from lightning_spiral.spiral.stage_record import failed_stage, is_global_zero, m
 from lightning_spiral.spiral.template import ModuleTemplate, detached_copy
 from lightning_spiral.spiral.waypoint_lr import LearningRateScale
 
+
 def teacher_for_stage(mode: TeacherMode, *, original: nn.Module, previous: nn.Module) -> nn.Module:
     """The network a stage distills from: the stage-0 teacher, or the last kept student."""
     return original if mode == "original" else previous
