@@ -241,7 +241,8 @@ def pooled(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             diffs = [a - b for a, b in zip(mine, base)]
             rows.append({"variant": name, "target": target, "teacher_top1": teacher_top1, "runs": len(mine),
-                         "top1": statistics.mean(mine), "top1_std": statistics.stdev(mine), "baseline_top1": statistics.mean(base), "baseline_std": statistics.stdev(base),
+                         "top1": statistics.mean(mine), "top1_std": statistics.stdev(mine),
+                         "baseline_top1": statistics.mean(base), "baseline_std": statistics.stdev(base),
                          "vs_baseline": statistics.mean(diffs), "vs_baseline_std": statistics.stdev(diffs),
                          "vs_baseline_sem": statistics.stdev(diffs) / len(diffs) ** 0.5, "vs_teacher": statistics.mean(mine) - teacher_top1})
     return rows
@@ -252,7 +253,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     teachers = collections.Counter(r["teacher_top1"] for r in results["runs"])
     teachers_line = ", ".join(f"{100 * top1:.2f}% ({count} runs)" for top1, count in sorted(teachers.items()))
     lines = [f"Commands (device in brackets): {commands} — last {results['date'][:10]}, torch "
-             f"{results['torch']}. Teachers (the same recipe; a lost cache was retrained): {teachers_line}; "
+             f"{results['torch']}. Teachers: {teachers_line}; "
              "a run is compared only with runs of its own teacher. Test top-1 on the full test split; "
              f"'vs {BASELINE}' is the mean ± std of the per-seed difference to one-shot + KD (same seeds, same data order; "
              f"`_vsplit` rows against `{BASELINE}_vsplit`). Validation top-1 only for `_vsplit` runs, whose validation split "
