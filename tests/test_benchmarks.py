@@ -266,6 +266,7 @@ def test_recipe_rows_pair_the_spiral_with_one_shot_and_check_the_goals(monkeypat
     # the lever is paired with the spiral rerun on its own teacher: (-8 - 2) / 2 thousandths
     screen = {r["method"]: r for r in screens}
     assert set(screen) == {"spiral", "spiral_waypoint_lr03"} and screen["spiral_waypoint_lr03"]["vs_spiral"] == pytest.approx(-0.005)
+    assert screen["spiral_waypoint_lr03"]["val_vs_spiral"] == pytest.approx(-0.005)  # validation paired the same way
     assert screen["spiral_waypoint_lr03"]["teacher_top1"] == 0.7875
     assert recipe.goals(rows, 0.7858) == [
         "spiral − oneshot_kd at 20%: +0.53 points (goal ≥ +1.0: not met)",
@@ -273,4 +274,4 @@ def test_recipe_rows_pair_the_spiral_with_one_shot_and_check_the_goals(monkeypat
         "spiral − teacher at 20%: -0.88 points (goal ≥ −0.5: not met)",
     ]
     markdown = recipe.render_markdown({"teachers": {"vgg_bn": teacher}, "rows": rows, "screens": screens})
-    assert "**vgg_bn, lever screen** — a retrained teacher, 78.75%" in markdown
+    assert "**vgg_bn, lever screen** — another teacher, 78.75%" in markdown
