@@ -21,7 +21,7 @@ an interrupted benchmark continues. Output: ``results/latency_allocation.json`` 
 ``latency_allocation`` section.
 
 Run:  python benchmarks/latency_allocation.py --accelerator gpu --workers 6     (one GPU: not yet run)
-      python benchmarks/latency_allocation.py --workers 2                       (this 2-core CPU: ~18 hours)
+      python benchmarks/latency_allocation.py --workers 2                       (this 2-core CPU: ~20 hours, see overhead.py)
 """
 
 from __future__ import annotations

@@ -71,12 +71,17 @@ STEPS = ("student_step", "distill_step", "teacher_forward", "cached_distill_step
 
 
 def build_pairs() -> list[tuple[str, nn.Module, nn.Module]]:
-    """The (label, teacher, student) pairs: VGG-BN with its own copy pruned to 20% MACs; resnet18 → ResNet-20."""
+    """The (label, teacher, student) pairs: VGG-BN and the CIFAR MobileNetV2 (what ``latency_allocation.py`` trains),
+    each with its own copy pruned to 20% / 50% MACs; resnet18 → ResNet-20."""
+    example = torch.randn(1, *CIFAR_SHAPE)
     vgg = build_model("vgg_bn", num_classes=10, input_shape=CIFAR_SHAPE)
-    vgg_student = prune(copy.deepcopy(vgg), torch.randn(1, *CIFAR_SHAPE), target_macs_ratio=0.2)
+    vgg_student = prune(copy.deepcopy(vgg), example, target_macs_ratio=0.2)
+    mobilenet = build_model("mobilenet_v2", num_classes=10, input_shape=CIFAR_SHAPE)
+    mobilenet_student = prune(copy.deepcopy(mobilenet), example, target_macs_ratio=0.5)
     resnet18 = build_model("torchvision.resnet18", num_classes=10, input_shape=CIFAR_SHAPE)
     resnet20 = build_model("resnet20", num_classes=10, input_shape=CIFAR_SHAPE)
-    return [("vgg_bn → vgg_bn@20% MACs", vgg, vgg_student), ("tv.resnet18 → resnet20", resnet18, resnet20)]
+    return [("vgg_bn → vgg_bn@20% MACs", vgg, vgg_student), ("mobilenet_v2 → mobilenet_v2@50% MACs", mobilenet, mobilenet_student),
+            ("tv.resnet18 → resnet20", resnet18, resnet20)]
 
 
 def make_steps(teacher: nn.Module, student: nn.Module) -> dict[str, Callable[[], None]]:
