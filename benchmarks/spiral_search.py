@@ -168,13 +168,12 @@ def teacher_record(teacher_file: Path) -> dict[str, Any]:
             "teacher_sha256": file_sha256(teacher_file)}
 
 
-def run_one(profile: str, data: str, cache_dir: str, teacher_file: str, accelerator: str,
+def run_one(profile: str, data: str, cache_dir: str, teacher_file: str, teacher: dict[str, Any], accelerator: str,
             name: str, target: float, seed: int) -> dict[str, Any]:
-    """One (variant, target, seed) in a worker process; cached as ``result.json``."""
+    """One (variant, target, seed) in a worker process, distilling from ``teacher`` (its :func:`teacher_record`); cached as ``result.json``."""
     torch.set_num_threads(1)
     benchmark = Benchmark(profile, Path(data), Path(cache_dir), HERE / "results", [], accelerator=accelerator,
                           teacher_file=Path(teacher_file))
-    teacher = teacher_record(Path(teacher_file))
     out = benchmark.cache / "search" / f"teacher_{teacher['teacher_sha256'][:12]}" / name / f"t{target}_s{seed}"
     if (out / "result.json").is_file():
         return json.loads((out / "result.json").read_text())
@@ -313,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     if bad:
         parser.error(f"--targets must be MACs ratios in (0, 1), got {bad}")
     tasks = [(name, target, seed) for seed in args.seeds for name in args.variants for target in targets]
-    common = (args.profile, str(args.data), str(args.cache_dir), str(teacher_path), args.accelerator)
+    common = (args.profile, str(args.data), str(args.cache_dir), str(teacher_path), teacher_record(teacher_path), args.accelerator)
     device = torch.cuda.get_device_name(0) if args.accelerator == "gpu" else f"CPU ({os.cpu_count()} cores)"
     # earlier invocations' runs in --out are kept (they may come from another machine's cache); a rerun with the same teacher replaces its own
     earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
