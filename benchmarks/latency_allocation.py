@@ -1,14 +1,15 @@
 """Latency-aware allocation against uniform pruning at the same measured latency (issue 19).
 
 For each latency budget (a fraction of the teacher's batch-64 CPU latency), the cached teacher of
-``--profile`` (default ``mobilenetv2``: the CIFAR MobileNetV2, where speed follows the MACs least) is
-pruned twice, once, in the main process while nothing else runs:
+``--profile`` (default ``mobilenetv2``: the CIFAR MobileNetV2, where speed follows the MACs least;
+``smoke_latency`` for the test suite) is pruned twice, once, in the main process while nothing else runs:
 
 1. ``latency_allocation="uniform"``: every layer cut by the same fraction, in 5% steps, until the
    measured latency fits the budget;
 2. ``latency_allocation="per_layer"``: the per-group latency table and greedy allocation of
    :mod:`lightning_spiral.pruning.latency_allocation`, given as budget the latency the uniform
-   student *reached* — both students then run at the same measured latency.
+   student *reached* — both students then run at the same measured latency. A per_layer student that
+   prunes nothing (the teacher measured within that latency: timing noise) stops the benchmark.
 
 Every seed then distils each student from the teacher for ``--epochs`` epochs with the profile's
 one-shot recipe (worker processes, ``--accelerator gpu`` on a GPU), and every final model is timed
@@ -62,6 +63,7 @@ def plan_students(teacher: torch.nn.Module, budgets: list[float], out: Path, rep
     plan_file = out / "plan.json"
     plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     shape, example = spec_of(teacher).input_shape, example_input(teacher)
+    teacher_macs = count_macs(teacher, example)
     if "teacher_ms" not in plan:  # measured once: the budgets of later invocations are fractions of the same figure
         plan["teacher_ms"] = measure_latency(teacher, shape, BATCH, repeats=repeats, threads=2)
     for budget in budgets:
@@ -71,6 +73,9 @@ def plan_students(teacher: torch.nn.Module, budgets: list[float], out: Path, rep
         uniform = prune(copy.deepcopy(teacher), example, target_latency_ms=budget * plan["teacher_ms"], latency_allocation="uniform")
         reached = measure_latency(uniform, shape, BATCH, repeats=repeats, threads=2)
         per_layer = prune(copy.deepcopy(teacher), example, target_latency_ms=reached, latency_allocation="per_layer")
+        if count_macs(per_layer, example) == teacher_macs:  # the teacher measured within the budget: nothing to compare
+            sys.exit(f"[latency_allocation] budget {key}: per_layer pruned nothing at the {reached:.2f} ms uniform reached "
+                     f"(teacher {plan['teacher_ms']:.2f} ms); latency noise this large needs a smaller --budgets value")
         students = {}
         for allocation, student in zip(ALLOCATIONS, (uniform, per_layer)):
             path = out / f"b{key}" / allocation / "student.pt"
@@ -150,7 +155,7 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="mobilenetv2", choices=["mobilenetv2", "smoke"])
+    parser.add_argument("--profile", default="mobilenetv2", choices=["mobilenetv2", "smoke_latency"])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache-dir", type=Path, default=HERE / "cache")
     parser.add_argument("--teacher", type=Path, default=None, help="a trained teacher model.pt (result.json beside it); default: trained and cached")

@@ -106,3 +106,6 @@ PROFILES: dict[str, Profile] = {
         feature_paths={"at": "features.2", "hint": "features.2"},
     ),
 }
+# latency_allocation.py's smoke test: the smoke network four times wider (26 ms at batch 64 on 2 cores, not 4),
+# so that a pruned channel changes the measured latency by more than the noise of timing it
+PROFILES["smoke_latency"] = dataclasses.replace(PROFILES["smoke"], model_kwargs={"config": [32, "M", 64, "M"]})
